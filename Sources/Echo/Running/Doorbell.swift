@@ -1,0 +1,60 @@
+import Synchronization
+
+/// Wakes idle Sequencers of this process when an enqueue commits, so they claim at once instead
+/// of at their next poll.
+final class Doorbell: Sendable {
+    private struct State {
+        var generation: UInt64 = 0
+        var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
+        var cancelled: Set<UInt64> = []
+        var nextID: UInt64 = 0
+    }
+    private let state = Mutex(State())
+
+    /// The number of rings so far; pass it to ``wait(after:timeout:)``.
+    var generation: UInt64 { state.withLock { $0.generation } }
+
+    func ring() {
+        let waiters = state.withLock { state in
+            state.generation &+= 1
+            let waiters = state.waiters
+            state.waiters = [:]
+            return waiters
+        }
+        for waiter in waiters.values { waiter.resume() }
+    }
+
+    /// Returns after a ring later than `generation`, after `timeout`, or on cancellation.
+    func wait(after generation: UInt64, timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(for: timeout) }
+            group.addTask { await self.waitForRing(after: generation) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func waitForRing(after generation: UInt64) async {
+        let id = state.withLock { state in
+            state.nextID &+= 1
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state in
+                    if state.generation != generation || state.cancelled.remove(id) != nil { return true }
+                    state.waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                if let waiter = state.waiters.removeValue(forKey: id) { return waiter }
+                state.cancelled.insert(id)
+                return nil
+            }
+            waiter?.resume()
+        }
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+extension Sequencer {
+    /// Runs until ``shutdown()``, the graceful shutdown of its `ServiceGroup`, or cancellation of
+    /// the calling task (which skips the grace period: running actions are cancelled at once).
+    ///
+    /// - Throws: ``ActionError`` with ``ActionError/Code/invalidArgument`` if the Sequencer is
+    ///   already running.
+    public func run() async throws {
+        let alreadyRunning = state.withLock { state in
+            let was = state.running
+            state.running = true
+            state.stopping = false
+            state.finished = false
+            return was
+        }
+        if alreadyRunning { throw ActionError(.invalidArgument, "this Sequencer is already running") }
+        defer { state.withLock { $0.running = false } }
+        logger.info(
+            "sequencer started",
+            metadata: [
+                "owner": "\(configuration.owner)", "queues": "\(configuration.queues)",
+                "concurrency": "\(configuration.concurrency)",
+            ])
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await self.runLoops()
+            } onCancel: {
+                self.shutdown()
+            }
+        } onGracefulShutdown: {
+            self.shutdown()
+        }
+        logger.info("sequencer stopped", metadata: ["owner": "\(configuration.owner)"])
+    }
+
+    private func runLoops() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.heartbeatLoop() }
+            group.addTask { await self.commitLoop() }
+            await claimLoop(group: &group)
+
+            // Drain: running actions get until the grace period's end, then are cancelled.
+            let clock = ContinuousClock()
+            let deadline = clock.now.advanced(by: configuration.shutdownGracePeriod)
+            while true {
+                let generation = slotBell.generation
+                let active = state.withLock { $0.active }
+                if active == 0 { break }
+                if Task.isCancelled || clock.now >= deadline {
+                    logger.warning(
+                        "cancelling actions still running at the end of the grace period",
+                        metadata: ["running": "\(active)"])
+                    group.cancelAll()
+                    break
+                }
+                await slotBell.wait(after: generation, timeout: min(deadline - clock.now, .milliseconds(100)))
+            }
+            state.withLock { $0.finished = true }
+            outcomeBell.ring()
+            slotBell.ring()
+            stopBell.ring()
+        }
+        // Every child has ended; commit what is left.
+        let remaining = state.withLock { state in
+            let outcomes = state.outcomes
+            state.outcomes = []
+            return outcomes
+        }
+        if !remaining.isEmpty { await commit(remaining, final: true) }
+    }
+
+    // MARK: Claiming
+
+    private func claimLoop(group: inout DiscardingTaskGroup) async {
+        let store = production.store
+        var idle = configuration.minimumPollInterval
+        let batchThreshold = max(1, configuration.concurrency / 4)
+        while !isStopping && !Task.isCancelled {
+            var free = configuration.concurrency - state.withLock { $0.active }
+            if free < batchThreshold {
+                // Let a few more slots free up so that claims come in batches, but never wait
+                // long: a slot must not stay idle behind long-running actions.
+                let generation = slotBell.generation
+                if free <= 0 {
+                    await slotBell.wait(after: generation, timeout: .seconds(1))
+                    continue
+                }
+                await slotBell.wait(after: generation, timeout: .milliseconds(2))
+                free = configuration.concurrency - state.withLock { $0.active }
+            }
+            let generation = store.doorbell.generation
+            var claimedAny = false
+            for queue in configuration.queues {
+                let free = configuration.concurrency - state.withLock { $0.active }
+                guard free > 0, !isStopping else { break }
+                let leaseUntil = Clock.milliseconds() + Clock.milliseconds(configuration.leaseDuration)
+                let claimed: [ClaimedAction]
+                do {
+                    claimed = try await store.claim(
+                        queue: queue, owner: configuration.owner, limit: free, leaseUntil: leaseUntil,
+                        defaultMaxAttempts: production.configuration.defaultMaxAttempts)
+                } catch {
+                    logger.error("claim failed", metadata: ["queue": "\(queue)", "error": "\(error)"])
+                    try? await Task.sleep(for: configuration.maximumPollInterval)
+                    continue
+                }
+                guard !claimed.isEmpty else { continue }
+                claimedAny = true
+                logger.debug(
+                    "claimed actions", metadata: ["queue": "\(queue)", "count": "\(claimed.count)"])
+                state.withLock { state in
+                    state.active += claimed.count
+                    for action in claimed { state.held[action.lease.id] = Held(lease: action.lease) }
+                }
+                for action in claimed {
+                    group.addTask { await self.perform(action) }
+                }
+            }
+            if claimedAny {
+                idle = configuration.minimumPollInterval
+                continue
+            }
+            // Nothing due: sleep until an in-process enqueue rings, the next scheduled action is
+            // due, or the poll interval (for other processes' enqueues) passes.
+            var timeout = idle
+            idle = min(idle * 2, configuration.maximumPollInterval)
+            if let next = await nextDueTime() {
+                let until = next - Clock.milliseconds()
+                if until > 0 { timeout = min(timeout, .milliseconds(until)) }
+            }
+            await store.doorbell.wait(after: generation, timeout: timeout)
+        }
+    }
+
+    private func nextDueTime() async -> Int64? {
+        var earliest: Int64?
+        for queue in configuration.queues {
+            if let due = try? await production.store.nextDueTime(queue: queue) {
+                earliest = min(earliest ?? due, due)
+            }
+        }
+        return earliest
+    }
+
+    // MARK: Heartbeat
+
+    private var heartbeatInterval: Duration {
+        configuration.heartbeatInterval ?? configuration.leaseDuration / 3
+    }
+
+    private func heartbeatLoop() async {
+        while true {
+            let generation = stopBell.generation
+            if state.withLock({ $0.finished }) || Task.isCancelled { return }
+            await stopBell.wait(after: generation, timeout: heartbeatInterval)
+            await heartbeatIfDue()
+        }
+    }
+
+    private func heartbeatIfDue() async {
+        let now = Clock.milliseconds()
+        let interval = Clock.milliseconds(heartbeatInterval)
+        let leases = state.withLock { state -> [Lease] in
+            state.held.values.map(\.lease)
+        }
+        guard !leases.isEmpty else { return }
+        guard now - lastHeartbeat.value >= interval else { return }
+        lastHeartbeat.set(now)
+        let report: HeartbeatReport
+        do {
+            report = try await production.store.heartbeat(
+                leases, leaseUntil: now + Clock.milliseconds(configuration.leaseDuration))
+        } catch {
+            logger.error("heartbeat failed", metadata: ["error": "\(error)"])
+            return
+        }
+        for id in report.lost {
+            let held = state.withLock { $0.held[id] }
+            held?.context?.markLeaseLost()
+            metrics.leaseLost(queue: held?.context?.queue ?? "", name: held?.context?.name.name ?? "")
+            logger.warning(
+                "lease lost while running",
+                metadata: ["action": "\(id)", "attempt": "\(held?.lease.attempt ?? 0)"])
+        }
+        for id in report.revoked {
+            state.withLock { $0.held[id] }?.context?.markRevoked()
+        }
+    }
+}
