@@ -60,6 +60,7 @@ let package = Package(
                 "Echo",
                 "EchoSQLite",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/EchoBench"
         ),
@@ -69,8 +70,10 @@ let package = Package(
                 "Echo",
                 "EchoSQLite",
                 "EchoTestWorker",
+                "EchoCtl",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

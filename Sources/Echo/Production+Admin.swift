@@ -333,4 +333,16 @@ extension Production {
             try statement.run()
         }
     }
+
+    /// Reports the number of ready and leased actions of each queue to the `echo_queue_depth` gauge.
+    func recordQueueDepth() async {
+        let depths = try? await store.reader.read { connection in
+            let statement = try connection.statement(
+                "SELECT queue, count(*) FROM echo_actions WHERE state IN (0, 1) GROUP BY queue")
+            var depths: [(String, Int)] = []
+            while try statement.step() { depths.append((statement.string(0), statement.int(1))) }
+            return depths
+        }
+        for (queue, depth) in depths ?? [] { metrics.queueDepth(queue: queue, depth: depth) }
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+public import CoreMetrics
 
 /// The durable action queue: an SQLite file in WAL mode, with leases.
 ///
@@ -38,14 +39,19 @@ public final class Production: Sendable {
         /// A cap on the database's size in pages (`PRAGMA max_page_count`), for quotas and for
         /// testing a full disk. The default, `nil`, is no cap.
         public var maximumPageCount: Int?
+        /// Whether ``Production/open(path:configuration:logger:metricsFactory:)`` creates a missing
+        /// file. The default is `true`; inspectors such as `echoctl` set it to `false`.
+        public var createIfMissing: Bool
 
         /// Creates a configuration; every parameter has the default described on its property.
         public init(
             synchronous: Synchronous = .full,
             busyTimeout: Duration = .seconds(30),
             defaultMaxAttempts: Int = 20,
-            maximumPageCount: Int? = nil
+            maximumPageCount: Int? = nil,
+            createIfMissing: Bool = true
         ) {
+            self.createIfMissing = createIfMissing
             self.synchronous = synchronous
             self.busyTimeout = busyTimeout
             self.defaultMaxAttempts = defaultMaxAttempts
@@ -59,12 +65,16 @@ public final class Production: Sendable {
     public let configuration: Configuration
     let store: SQLiteStore
     let logger: Logger
+    let metrics: EchoMetrics
 
-    private init(path: String, configuration: Configuration, store: SQLiteStore, logger: Logger) {
+    private init(
+        path: String, configuration: Configuration, store: SQLiteStore, logger: Logger, metrics: EchoMetrics
+    ) {
         self.path = path
         self.configuration = configuration
         self.store = store
         self.logger = logger
+        self.metrics = metrics
     }
 
     /// Opens the Echo database at `path`, creating it and applying migrations as needed.
@@ -74,6 +84,8 @@ public final class Production: Sendable {
     ///     files beside it).
     ///   - configuration: Durability and limits.
     ///   - logger: Where Echo logs; Echo never configures logging itself.
+    ///   - metricsFactory: Where Echo's metrics go (see the Metrics article); the default, `nil`,
+    ///     is the factory bootstrapped in `MetricsSystem`.
     /// - Throws: ``ActionError`` with ``ActionError/Code/notADatabase``,
     ///   ``ActionError/Code/notEchoDatabase`` or ``ActionError/Code/newerSchema`` for a file Echo
     ///   must not touch (it is left byte-for-byte as it was), ``ActionError/Code/readOnly`` for a
@@ -81,13 +93,16 @@ public final class Production: Sendable {
     public static func open(
         path: String,
         configuration: Configuration = Configuration(),
-        logger: Logger = Logger(label: "echo")
+        logger: Logger = Logger(label: "echo"),
+        metricsFactory: (any MetricsFactory)? = nil
     ) async throws -> Production {
         guard configuration.defaultMaxAttempts >= 1 else {
             throw ActionError(.invalidArgument, "defaultMaxAttempts must be at least 1")
         }
         let store = try SQLiteStore.open(path: path, configuration: configuration, logger: logger)
-        return Production(path: path, configuration: configuration, store: store, logger: logger)
+        return Production(
+            path: path, configuration: configuration, store: store, logger: logger,
+            metrics: EchoMetrics(factory: metricsFactory))
     }
 
     /// Fails every enqueue still waiting for its group and refuses new ones. Connections close
@@ -122,6 +137,7 @@ public final class Production: Sendable {
     @discardableResult
     public func enqueue(_ action: NewAction) async throws -> ActionID {
         let id = ActionID(try await store.enqueue(grouped: action))
+        metrics.enqueued(queue: action.options.queue, name: action.name.name)
         return id
     }
 
@@ -130,7 +146,9 @@ public final class Production: Sendable {
     /// - Returns: The ids, in the batch's order.
     @discardableResult
     public func enqueue(_ batch: [NewAction]) async throws -> [ActionID] {
-        try await store.enqueue(batch: batch).map(ActionID.init)
+        let ids = try await store.enqueue(batch: batch).map(ActionID.init)
+        for action in batch { metrics.enqueued(queue: action.options.queue, name: action.name.name) }
+        return ids
     }
 
     /// Runs `body` in one write transaction on this database: the application's own writes and

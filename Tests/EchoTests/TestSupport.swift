@@ -60,3 +60,12 @@ struct Greeting: Codable, Sendable, Equatable {
 struct Reply: Codable, Sendable, Equatable {
     var text: String
 }
+
+/// Waits for `condition` with ``eventually`` and records an issue if it never held.
+func expectEventually(
+    timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation,
+    _ condition: @Sendable () async throws -> Bool
+) async throws {
+    let held = try await eventually(timeout: timeout, condition)
+    #expect(held, "the condition did not hold within \(timeout)", sourceLocation: sourceLocation)
+}

@@ -67,7 +67,13 @@ public final class ActionContext: Sendable {
         if isRevoked { throw ActionError(.license, "the license of action \(id) was revoked") }
     }
 
-    func markRevoked() { flags.withLock { $0.revoked = true } }
+    /// Ends the running attempt early (its task is cancelled) when the license is revoked.
+    let abortHandle = AbortHandle()
+
+    func markRevoked() {
+        flags.withLock { $0.revoked = true }
+        abortHandle.abort(with: ActionError(.license, "the license of action \(id) was revoked while it ran"))
+    }
     func markLeaseLost() { flags.withLock { $0.leaseLost = true } }
 
     func takeHandover() -> (effects: [TransactionEffect], next: [NewAction]) {

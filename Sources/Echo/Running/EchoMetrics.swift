@@ -7,7 +7,7 @@ import Synchronization
 /// `echo_actions_succeeded_total`, `echo_actions_failed_total`, `echo_actions_retried_total`,
 /// `echo_actions_dead_lettered_total`, `echo_actions_cancelled_total`, `echo_leases_lost_total`.
 /// Timers: `echo_action_wait_duration` (due to start) and `echo_action_run_duration`.
-/// Gauge: `echo_queue_depth` (ready and leased actions, per queue), see ``Production/recordQueueDepth()``.
+/// Gauge: `echo_queue_depth` (ready and leased actions, per queue), recorded by each Sequencer at every heartbeat.
 /// Metric objects are made once per label and dimensions, then reused.
 final class EchoMetrics: Sendable {
     private struct Key: Hashable {
@@ -17,14 +17,17 @@ final class EchoMetrics: Sendable {
     }
     private let counters = Mutex<[Key: Counter]>([:])
     private let timers = Mutex<[Key: Timer]>([:])
+    private let factory: any MetricsFactory
 
-    init() {}
+    init(factory: (any MetricsFactory)?) {
+        self.factory = factory ?? MetricsSystem.factory
+    }
 
     private func counter(_ label: String, queue: String, name: String) -> Counter {
         let key = Key(label: label, queue: queue, name: name)
         return counters.withLock { counters in
             if let counter = counters[key] { return counter }
-            let counter = Counter(label: label, dimensions: [("queue", queue), ("name", name)])
+            let counter = Counter(label: label, dimensions: [("queue", queue), ("name", name)], factory: factory)
             counters[key] = counter
             return counter
         }
@@ -34,7 +37,7 @@ final class EchoMetrics: Sendable {
         let key = Key(label: label, queue: queue, name: name)
         return timers.withLock { timers in
             if let timer = timers[key] { return timer }
-            let timer = Timer(label: label, dimensions: [("queue", queue), ("name", name)])
+            let timer = Timer(label: label, dimensions: [("queue", queue), ("name", name)], factory: factory)
             timers[key] = timer
             return timer
         }
@@ -77,6 +80,6 @@ final class EchoMetrics: Sendable {
     }
 
     func queueDepth(queue: String, depth: Int) {
-        Gauge(label: "echo_queue_depth", dimensions: [("queue", queue)]).record(depth)
+        Gauge(label: "echo_queue_depth", dimensions: [("queue", queue)], factory: factory).record(depth)
     }
 }

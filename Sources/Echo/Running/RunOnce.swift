@@ -8,12 +8,14 @@ import Synchronization
 func runDetached(
     timeout: Duration?,
     timeoutError: @escaping @Sendable () -> any Error,
+    abort: AbortHandle? = nil,
     _ body: @escaping @Sendable () async throws -> [UInt8]
 ) async throws -> [UInt8] {
     let box = ResumeBox()
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
             box.install(continuation)
+            abort?.install { error in box.resume(with: .failure(error)) }
             let work = Task {
                 let result = await Result(catching: { try await body() })
                 box.resume(with: result)
@@ -29,6 +31,37 @@ func runDetached(
         }
     } onCancel: {
         box.resume(with: .failure(CancellationError()))
+    }
+}
+
+/// Lets another task end a ``runDetached(timeout:timeoutError:abort:_:)`` call early with an
+/// error, such as a license revoked while the action runs.
+///
+/// Sendable through its Mutex: both fields are read and written under the lock.
+final class AbortHandle: Sendable {
+    private struct State {
+        var error: (any Error)?
+        var action: (@Sendable (any Error) -> Void)?
+    }
+    private let state = Mutex(State())
+
+    init() {}
+
+    /// Ends the run with `error`, now if it has started, else as soon as it starts.
+    func abort(with error: any Error) {
+        let action = state.withLock { state in
+            if state.error == nil { state.error = error }
+            return state.action
+        }
+        action?(error)
+    }
+
+    fileprivate func install(_ action: @escaping @Sendable (any Error) -> Void) {
+        let early = state.withLock { state in
+            state.action = action
+            return state.error
+        }
+        if let early { action(early) }
     }
 }
 

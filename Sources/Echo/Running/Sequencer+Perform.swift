@@ -28,6 +28,14 @@ extension Sequencer {
             metrics.cancelled(queue: claimed.queue, name: claimed.name.name)
             return .cancelled(error: "license: the license was revoked before the action ran")
         }
+        if claimed.lease.attempt > maxAttempts {
+            // The last allowed attempt's lease expired (its worker died). The claim dead-letters
+            // such an action itself only when the row or the production sets the limit; a limit
+            // from the Plan's policy is known here.
+            metrics.deadLettered(queue: claimed.queue, name: claimed.name.name)
+            logger.warning("action dead-lettered: the lease of its last attempt expired", metadata: metadata)
+            return .dead(error: "the lease of the last attempt expired")
+        }
         if isStopping {
             // Shutting down: hand an unstarted action back at once rather than at lease expiry.
             return .release
@@ -53,7 +61,8 @@ extension Sequencer {
                 timeout: timeoutMilliseconds.map { .milliseconds($0) },
                 timeoutError: {
                     ActionError(.timeout, "the attempt ran past its timeout of \(timeoutMilliseconds ?? 0) ms")
-                }
+                },
+                abort: context.abortHandle
             ) {
                 for name in hookNames {
                     guard let hook = span.hooks[name] else {

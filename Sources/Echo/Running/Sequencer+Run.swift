@@ -11,14 +11,21 @@ extension Sequencer {
     ///   already running.
     public func run() async throws {
         let alreadyRunning = state.withLock { state in
-            let was = state.running
+            // A refused second call must not touch the running one's state (it would undo a shutdown).
+            if state.running { return true }
             state.running = true
-            state.stopping = false
             state.finished = false
-            return was
+            return false
         }
         if alreadyRunning { throw ActionError(.invalidArgument, "this Sequencer is already running") }
-        defer { state.withLock { $0.running = false } }
+        // A shutdown asked for before run() makes this run return at once; once it has
+        // returned, the Sequencer can be run again.
+        defer {
+            state.withLock { state in
+                state.running = false
+                state.stopping = false
+            }
+        }
         logger.info(
             "sequencer started",
             metadata: [
@@ -94,6 +101,8 @@ extension Sequencer {
             }
             let generation = store.doorbell.generation
             var claimedAny = false
+            // Whether a queue filled every slot asked for, so more may be due right now.
+            var mayHaveMore = false
             for queue in configuration.queues {
                 let free = configuration.concurrency - state.withLock { $0.active }
                 guard free > 0, !isStopping else { break }
@@ -110,6 +119,7 @@ extension Sequencer {
                 }
                 guard !claimed.isEmpty else { continue }
                 claimedAny = true
+                if claimed.count >= free { mayHaveMore = true }
                 logger.debug(
                     "claimed actions", metadata: ["queue": "\(queue)", "count": "\(claimed.count)"])
                 state.withLock { state in
@@ -122,15 +132,22 @@ extension Sequencer {
             }
             if claimedAny {
                 idle = configuration.minimumPollInterval
-                continue
+                if mayHaveMore { continue }
+                // Every queue had fewer due actions than free slots: claiming again at once would
+                // find (almost) nothing and cost the writer an empty transaction per round. Wait
+                // for the doorbell instead; an enqueue committed since `generation` was read
+                // wakes this loop at once.
             }
-            // Nothing due: sleep until an in-process enqueue rings, the next scheduled action is
-            // due, or the poll interval (for other processes' enqueues) passes.
+            // Nothing (more) due: sleep until an in-process enqueue rings, the next scheduled action
+            // is due, or the poll interval (for other processes' enqueues) passes.
             var timeout = idle
             idle = min(idle * 2, configuration.maximumPollInterval)
             if let next = await nextDueTime() {
                 let until = next - Clock.milliseconds()
                 if until > 0 { timeout = min(timeout, .milliseconds(until)) }
+                // Due since the claim (another process's enqueue, a retry coming due): claim again.
+                // Only after a claim that found work, so a paused queue cannot make this spin.
+                if until <= 0 && claimedAny { continue }
             }
             await store.doorbell.wait(after: generation, timeout: timeout)
         }
@@ -158,6 +175,7 @@ extension Sequencer {
             if state.withLock({ $0.finished }) || Task.isCancelled { return }
             await stopBell.wait(after: generation, timeout: heartbeatInterval)
             await heartbeatIfDue()
+            await production.recordQueueDepth()
         }
     }
 
@@ -168,7 +186,8 @@ extension Sequencer {
             state.held.values.map(\.lease)
         }
         guard !leases.isEmpty else { return }
-        guard now - lastHeartbeat.value >= interval else { return }
+        // The loop wakes once per interval; allow for its jitter so no beat is skipped.
+        guard now - lastHeartbeat.value >= interval / 2 else { return }
         lastHeartbeat.set(now)
         let report: HeartbeatReport
         do {

@@ -137,7 +137,7 @@ public final class Sequencer: Service, Sendable {
         self.site = site
         self.configuration = configuration
         self.logger = logger ?? production.logger
-        self.metrics = EchoMetrics()
+        self.metrics = production.metrics
     }
 
     static func defaultOwner() -> String {

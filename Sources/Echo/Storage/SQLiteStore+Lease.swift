@@ -124,10 +124,15 @@ extension SQLiteStore {
             let now = Clock.milliseconds()
             return try completions.map { try SQLiteStore.apply($0, now: now, on: connection) }
         }
-        // Chained actions were enqueued: wake idle Sequencers.
+        // Wake idle Sequencers when this commit made work due or scheduled it: chained actions
+        // (or actions an effect enqueued), and retried, snoozed or released rows, whose new
+        // run-at an idle Sequencer has not seen (it sleeps until the old lease's expiry).
         if completions.contains(where: {
-            if case .succeeded(_, let next, _, _) = $0.resolution { return !next.isEmpty }
-            return false
+            switch $0.resolution {
+            case .succeeded(_, let next, let effects, _): return !next.isEmpty || !effects.isEmpty
+            case .retry, .snooze, .release: return true
+            case .dead, .cancelled: return false
+            }
         }) {
             doorbell.ring()
         }

@@ -37,6 +37,27 @@ final class SQLiteStore: ActionStore {
 
     /// Opens (creating and migrating if needed) the database at `path`.
     static func open(path: String, configuration: Production.Configuration, logger: Logger) throws -> SQLiteStore {
+        if !configuration.createIfMissing && !FileManager.default.fileExists(atPath: path) {
+            throw ActionError(.notFound, "there is no database at \(path)")
+        }
+        // Another connection may hold a lock on the file for a moment (switching a new file to
+        // WAL, migrating, recovering a WAL): SQLITE_BUSY then comes back without the busy handler
+        // being called, so the whole open is tried again until the busy timeout has passed.
+        let deadline = Clock.milliseconds() + Clock.milliseconds(configuration.busyTimeout)
+        var pause: UInt32 = 1_000
+        while true {
+            do {
+                return try openOnce(path: path, configuration: configuration, logger: logger)
+            } catch let error as ActionError where error.code == .busy && Clock.milliseconds() < deadline {
+                usleep(pause)
+                pause = min(pause * 2, 100_000)
+            }
+        }
+    }
+
+    private static func openOnce(path: String, configuration: Production.Configuration, logger: Logger) throws
+        -> SQLiteStore
+    {
         try inspect(path: path)
         let writerConnection = try Connection(path: path, readOnly: false, create: true)
         if writerConnection.isReadOnly {
@@ -88,6 +109,7 @@ final class SQLiteStore: ActionStore {
             }
             throw error
         }
+        sqlite3_busy_timeout(connection.handle, 1_000)
         let tables: Int64
         do {
             tables = try connection.integer("SELECT count(*) FROM sqlite_schema") ?? 0
@@ -95,6 +117,14 @@ final class SQLiteStore: ActionStore {
             if error.code == .notADatabase || error.sqliteCode.map({ $0 & 0xff == SQLITE_CORRUPT }) == true {
                 throw ActionError(
                     .notADatabase, "\(path) is not an SQLite database; Echo left it untouched",
+                    sqliteCode: error.sqliteCode)
+            }
+            if error.code == .readOnly {
+                // A WAL database is read through its -shm file, which a read-only directory or
+                // file system does not let SQLite create.
+                throw ActionError(
+                    .readOnly,
+                    "cannot read \(path): its directory or file system cannot be written (\(error.message))",
                     sqliteCode: error.sqliteCode)
             }
             throw error
