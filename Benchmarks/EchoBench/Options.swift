@@ -92,7 +92,7 @@ enum Mode: String, CaseIterable, Sendable {
 
 /// How many actions each workload moves.
 struct Sizes: Sendable {
-    static let defaultConcurrency = 256
+    static let defaultConcurrency = 1_024
 
     var single: Int
     var concurrent: Int

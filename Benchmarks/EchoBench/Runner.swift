@@ -279,17 +279,25 @@ struct Runner {
     }
 
     private mutating func endToEnd(mode: Mode, label: String) async throws -> BenchResult {
-        let drain: Double
-        if let measured = drainRate[mode] {
-            drain = measured
+        // ECHO_BENCH_RATE, for experiments: a fixed offered rate (actions/s).
+        var fixedRate: Double?
+        if let text = ProcessInfo.processInfo.environment["ECHO_BENCH_RATE"] {
+            guard let rate = Double(text), rate.isFinite, rate >= 1, rate <= 10_000_000 else {
+                throw BenchError("ECHO_BENCH_RATE must be a number of actions per second from 1 to 10,000,000")
+            }
+            fixedRate = rate
+        }
+        let offered: Double
+        if let fixedRate {
+            offered = fixedRate
+        } else if let measured = drainRate[mode] {
+            offered = measured / 2
         } else {
             Progress.shared.begin("\(label): measuring the drain rate to pace producers")
-            drain = try await echoDrainRate(mode: mode, count: sizes.drain, label: "\(label) calibration")
+            let drain = try await echoDrainRate(mode: mode, count: sizes.drain, label: "\(label) calibration")
             drainRate[mode] = drain
+            offered = drain / 2
         }
-        let fixedRate = ProcessInfo.processInfo.environment["ECHO_BENCH_RATE"].flatMap(Double.init)
-        // ECHO_BENCH_RATE, for experiments: a fixed offered rate.
-        let offered = fixedRate.map { max(1, $0) } ?? drain / 2
         let total = max(1, Int(offered * sizes.endToEndSeconds))
         let producers = 512
         let production = try await open("echo-e2e-\(mode.rawValue)", mode: mode)
@@ -330,8 +338,8 @@ struct Runner {
         var result = BenchResult(
             workload: .endToEnd, mode: mode, actions: total, echoPerSecond: Double(total) / elapsed,
             baselinePerSecond: offered,
-            notes: "\(producers) producers offering \(Report.format(offered, digits: 0))/s (half of Echo's "
-                + "drain rate) for \(Report.format(sizes.endToEndSeconds, digits: 0)) s (all enqueued after "
+            notes: "\(producers) producers offering \(Report.format(offered, digits: 0))/s ("
+                + (fixedRate == nil ? "half of Echo's drain rate" : "set by ECHO_BENCH_RATE") + ") for \(Report.format(sizes.endToEndSeconds, digits: 0)) s (all enqueued after "
                 + "\(Report.format(enqueued, digits: 1)) s, all started after \(Report.format(elapsed, digits: 1)) s); baseline column = offered "
                 + "rate, ratio = achieved/offered; latency from the enqueue call to the function's start; "
                 + sequencerNotes)
