@@ -34,6 +34,12 @@ final class Doorbell: Sendable {
         }
     }
 
+    /// Returns after a ring later than `generation`, or on cancellation. Cheaper than a wait with a
+    /// timeout (no timer, no task group): use it where a ring is certain to come.
+    func wait(after generation: UInt64) async {
+        await waitForRing(after: generation)
+    }
+
     private func waitForRing(after generation: UInt64) async {
         let id = state.withLock { state in
             state.nextID &+= 1

@@ -151,7 +151,8 @@ extension Sequencer {
             }
             if batch.isEmpty {
                 if finished || Task.isCancelled { return }
-                await outcomeBell.wait(after: generation, timeout: .seconds(1))
+                // Every buffered outcome and the end of the drain ring the outcome bell.
+                await outcomeBell.wait(after: generation)
                 continue
             }
             await commit(batch, final: false)

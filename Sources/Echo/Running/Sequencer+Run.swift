@@ -93,7 +93,8 @@ extension Sequencer {
                 // long: a slot must not stay idle behind long-running actions.
                 let generation = slotBell.generation
                 if free <= 0 {
-                    await slotBell.wait(after: generation, timeout: .seconds(1))
+                    // Every finishing action and shutdown() ring the slot bell.
+                    await slotBell.wait(after: generation)
                     continue
                 }
                 await slotBell.wait(after: generation, timeout: .milliseconds(2))
