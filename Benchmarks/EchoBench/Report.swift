@@ -70,9 +70,11 @@ enum Report {
         }
         var lines = [line(header)]
         lines.append(
-            "|" + widths.enumerated().map { index, width in
-                index < 2 ? String(repeating: "-", count: width + 2) : String(repeating: "-", count: width + 1) + ":"
-            }.joined(separator: "|") + "|")
+            "|"
+                + widths.enumerated().map { index, width in
+                    index < 2
+                        ? String(repeating: "-", count: width + 2) : String(repeating: "-", count: width + 1) + ":"
+                }.joined(separator: "|") + "|")
         for row in rows.dropFirst() { lines.append(line(row)) }
         return lines.joined(separator: "\n")
     }

@@ -83,7 +83,8 @@ struct Runner {
         if options.child { return }
         Progress.shared.note(
             "\(label): Echo \(Report.format(result.echoPerSecond, digits: 0))/s, baseline "
-                + "\(Report.format(result.baselinePerSecond, digits: 0))/s, ratio \(Report.format(result.ratio, digits: 2))")
+                + "\(Report.format(result.baselinePerSecond, digits: 0))/s, ratio \(Report.format(result.ratio, digits: 2))"
+        )
     }
 
     // MARK: Enqueue
@@ -266,7 +267,8 @@ struct Runner {
     final class Latencies: Sendable {
         /// Seconds from the start until the last producer finished.
         let enqueuedBy = Mutex(0.0)
-        let histogram = Mutex(Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
+        let histogram = Mutex(
+            Histogram<UInt64>(highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: .three))
 
         func record(nanoseconds: Int64) {
             let micros = UInt64(max(0, nanoseconds / 1_000))
@@ -339,7 +341,8 @@ struct Runner {
             workload: .endToEnd, mode: mode, actions: total, echoPerSecond: Double(total) / elapsed,
             baselinePerSecond: offered,
             notes: "\(producers) producers offering \(Report.format(offered, digits: 0))/s ("
-                + (fixedRate == nil ? "half of Echo's drain rate" : "set by ECHO_BENCH_RATE") + ") for \(Report.format(sizes.endToEndSeconds, digits: 0)) s (all enqueued after "
+                + (fixedRate == nil ? "half of Echo's drain rate" : "set by ECHO_BENCH_RATE")
+                + ") for \(Report.format(sizes.endToEndSeconds, digits: 0)) s (all enqueued after "
                 + "\(Report.format(enqueued, digits: 1)) s, all started after \(Report.format(elapsed, digits: 1)) s); baseline column = offered "
                 + "rate, ratio = achieved/offered; latency from the enqueue call to the function's start; "
                 + sequencerNotes)
@@ -405,7 +408,8 @@ struct Runner {
     /// Runs the memory workload in a child process of this executable, so that the peak RSS it
     /// reports is not raised by the workloads before it.
     private func memoryInChild(mode: Mode) throws -> BenchResult {
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        let executable =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
         var arguments = ["--only", Workload.memory.rawValue, "--mode", mode.rawValue, "--dir", folder.path]
         if options.quick { arguments.append("--quick") }

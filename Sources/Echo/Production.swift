@@ -1,6 +1,6 @@
+public import CoreMetrics
 import Foundation
 public import Logging
-public import CoreMetrics
 
 /// The durable action queue: an SQLite file in WAL mode, with leases.
 ///

@@ -53,21 +53,24 @@ public struct Plan: Sendable {
         policy: Policy = Policy(),
         _ body: @escaping @Sendable (Input, ActionContext) async throws -> Output
     ) -> Plan {
-        signature(name, policy: policy, encoded: { context in
-            let input: Input
-            do {
-                input = try JSONDecoder().decode(Input.self, from: Data(context.payload))
-            } catch {
-                throw ActionError(
-                    .decoding, "the payload of \(name) does not decode as \(Input.self): \(error)", underlying: error)
-            }
-            let output = try await body(input, context)
-            do {
-                return Array(try JSONEncoder().encode(output))
-            } catch {
-                throw ActionError(.encoding, "cannot encode the output of \(name): \(error)", underlying: error)
-            }
-        })
+        signature(
+            name, policy: policy,
+            encoded: { context in
+                let input: Input
+                do {
+                    input = try JSONDecoder().decode(Input.self, from: Data(context.payload))
+                } catch {
+                    throw ActionError(
+                        .decoding, "the payload of \(name) does not decode as \(Input.self): \(error)",
+                        underlying: error)
+                }
+                let output = try await body(input, context)
+                do {
+                    return Array(try JSONEncoder().encode(output))
+                } catch {
+                    throw ActionError(.encoding, "cannot encode the output of \(name): \(error)", underlying: error)
+                }
+            })
     }
 
     /// Returns a plan with a function on encoded payloads registered under `name`.

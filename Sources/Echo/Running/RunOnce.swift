@@ -108,7 +108,10 @@ private final class ResumeBox: Sendable {
 
     func resume(with result: Result<[UInt8], any Error>) {
         let (continuation, work, timer) = state.withLock { state in
-            if state.finished { return (nil, nil, nil) as (CheckedContinuation<[UInt8], any Error>?, Task<Void, Never>?, Task<Void, Never>?) }
+            if state.finished {
+                return (nil, nil, nil)
+                    as (CheckedContinuation<[UInt8], any Error>?, Task<Void, Never>?, Task<Void, Never>?)
+            }
             state.finished = true
             let continuation = state.continuation
             state.continuation = nil

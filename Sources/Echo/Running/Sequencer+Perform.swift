@@ -46,13 +46,16 @@ extension Sequencer {
         let started = Clock.milliseconds()
         metrics.started(queue: claimed.queue, name: claimed.name.name, waitedMilliseconds: started - claimed.dueAt)
 
-        let timeoutMilliseconds = claimed.timeoutMilliseconds ?? (policy.timeout ?? configuration.defaultTimeout).map {
-            Clock.milliseconds($0)
-        }
-        let hookNames = claimed.metadata[SQLiteStore.hooksKey].flatMap { value -> [String]? in
-            guard case .array(let items) = value else { return nil }
-            return items.compactMap(\.stringValue)
-        } ?? []
+        let timeoutMilliseconds =
+            claimed.timeoutMilliseconds
+            ?? (policy.timeout ?? configuration.defaultTimeout).map {
+                Clock.milliseconds($0)
+            }
+        let hookNames =
+            claimed.metadata[SQLiteStore.hooksKey].flatMap { value -> [String]? in
+                guard case .array(let items) = value else { return nil }
+                return items.compactMap(\.stringValue)
+            } ?? []
         let span = life.span
         let site = self.site
         let plan = self.plan

@@ -1,6 +1,6 @@
-import Foundation
 internal import EchoMigrations
 internal import EchoSQLite
+import Foundation
 import Logging
 import Synchronization
 

@@ -1,10 +1,11 @@
 import Dispatch
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 internal import EchoSQLite
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A connection owned by one serial dispatch queue: every SQLite call on it runs there, off the
 /// cooperative thread pool, so a busy wait or an fsync blocks that queue's thread and no task's.
