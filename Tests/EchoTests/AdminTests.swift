@@ -1,17 +1,21 @@
-@testable import Echo
 import Foundation
 import Testing
+
+@testable import Echo
 
 /// Item 15: retention and the administration of dead letters, queues and listings.
 @Suite struct AdminTests {
     /// Runs one succeeding, one dead-lettered and one cancelled action, and returns their ids.
-    private func finishThree(_ production: Production) async throws -> (done: ActionID, dead: ActionID, cancelled: ActionID) {
+    private func finishThree(_ production: Production) async throws -> (
+        done: ActionID, dead: ActionID, cancelled: ActionID
+    ) {
         let plan = Plan()
             .signature("Good") { (input: Number, _: ActionContext) in input }
             .signature("Bad") { (_: Empty, _: ActionContext) -> Empty in throw TestFailure(text: "bad") }
         let done = try await production.enqueue("Good", Number(value: 1))
         let dead = try await production.enqueue("Bad", Empty(), options: ActionOptions(maxAttempts: 1))
-        let cancelled = try await production.enqueue("Good", Number(value: 2), options: ActionOptions(delay: .seconds(600)))
+        let cancelled = try await production.enqueue(
+            "Good", Number(value: 2), options: ActionOptions(delay: .seconds(600)))
         #expect(try await production.revoke(cancelled))
         let sequencer = Sequencer(production: production, plan: plan, configuration: testConfiguration())
         try await withRunning(sequencer) {
@@ -58,8 +62,12 @@ import Testing
             return input
         }
         let ids = try await production.enqueue(
-            (0..<4).map { try NewAction("Fragile", Number(value: $0), options: ActionOptions(queue: $0 < 3 ? "a" : "b", maxAttempts: 1)) })
-        let sequencer = Sequencer(production: production, plan: plan, configuration: testConfiguration(queues: ["a", "b"]))
+            (0..<4).map {
+                try NewAction(
+                    "Fragile", Number(value: $0), options: ActionOptions(queue: $0 < 3 ? "a" : "b", maxAttempts: 1))
+            })
+        let sequencer = Sequencer(
+            production: production, plan: plan, configuration: testConfiguration(queues: ["a", "b"]))
         try await withRunning(sequencer) {
             try await expectEventually { try await production.deadLetters().count == 4 }
         }
@@ -114,8 +122,10 @@ import Testing
     @Test func listFiltersAndPages() async throws {
         let directory = try TemporaryDirectory()
         let production = try await Production.open(path: directory.path())
-        let a = try await production.enqueue((0..<5).map { try NewAction("A", Number(value: $0), options: ActionOptions(queue: "q1")) })
-        let b = try await production.enqueue((0..<3).map { try NewAction("B", Number(value: $0), options: ActionOptions(queue: "q2")) })
+        let a = try await production.enqueue(
+            (0..<5).map { try NewAction("A", Number(value: $0), options: ActionOptions(queue: "q1")) })
+        let b = try await production.enqueue(
+            (0..<3).map { try NewAction("B", Number(value: $0), options: ActionOptions(queue: "q2")) })
         #expect(try await production.list().map(\.id) == a + b)
         #expect(try await production.list(queue: "q2").map(\.id) == b)
         #expect(try await production.list(name: "A").map(\.id) == a)

@@ -1,6 +1,7 @@
-@testable import Echo
 import Foundation
 import Testing
+
+@testable import Echo
 
 /// Items 3–5: leased claiming, fenced completion and heartbeats, driven through the storage
 /// seam directly so that every lease is exact.
@@ -30,7 +31,8 @@ import Testing
         let production = try await Production.open(path: directory.path())
         let first = try await production.enqueue("Greet", Greeting(name: "a"))
         let second = try await production.enqueue("Greet", Greeting(name: "b"), options: ActionOptions(priority: 7))
-        let future = try await production.enqueue("Greet", Greeting(name: "c"), options: ActionOptions(delay: .seconds(60)))
+        let future = try await production.enqueue(
+            "Greet", Greeting(name: "c"), options: ActionOptions(delay: .seconds(60)))
         let before = nowMilliseconds()
         let claimed = try await claim(production, owner: "A", lease: 30_000)
         // The scheduled action is not due; the rest come highest priority first.
@@ -144,7 +146,8 @@ import Testing
 
         // B, the holder, completes.
         let applied = try await production.store.complete([
-            Completion(lease: newer, resolution: .succeeded(result: Array("{}".utf8), next: [], effects: [], fallback: .dead))
+            Completion(
+                lease: newer, resolution: .succeeded(result: Array("{}".utf8), next: [], effects: [], fallback: .dead))
         ])
         #expect(applied == [.applied])
         let karma = try #require(try await production.karma(id))

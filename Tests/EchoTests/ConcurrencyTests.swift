@@ -10,7 +10,11 @@ import Testing
     final class Occupancy: Sendable {
         private let state = Mutex((now: 0, most: 0))
         init() {}
-        func enter() { state.withLock { $0.now += 1; $0.most = max($0.most, $0.now) } }
+        func enter() {
+            state.withLock {
+                $0.now += 1; $0.most = max($0.most, $0.now)
+            }
+        }
         func leave() { state.withLock { $0.now -= 1 } }
         var most: Int { state.withLock { $0.most } }
         var now: Int { state.withLock { $0.now } }

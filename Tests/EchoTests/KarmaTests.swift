@@ -13,7 +13,8 @@ import Testing
             return Number(value: input.value * 2)
         }
         let id = try await production.enqueue("Double", Number(value: 8), options: ActionOptions(queue: "math"))
-        let sequencer = Sequencer(production: production, plan: plan, configuration: testConfiguration(queues: ["math"]))
+        let sequencer = Sequencer(
+            production: production, plan: plan, configuration: testConfiguration(queues: ["math"]))
         let karma = try await withRunning(sequencer) { try await waitForKarma(production, id) }
 
         #expect(karma.actionID == id)

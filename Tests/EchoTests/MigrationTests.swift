@@ -36,7 +36,8 @@ import Testing
         #expect(try raw.int("PRAGMA user_version") == Int64(SchemaMigration.latestVersion))
         #expect(try raw.int("PRAGMA application_id") == Self.echoApplicationID)
         #expect(try raw.text("PRAGMA journal_mode") == "wal")
-        let tables = try raw.rows("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").compactMap(\.first)
+        let tables = try raw.rows("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").compactMap(
+            \.first)
         #expect(tables == ["echo_actions", "echo_karma", "echo_queues", "echo_schedules"])
         #expect(SchemaMigration.all.map(\.version) == Array(1...SchemaMigration.latestVersion))
 
@@ -54,7 +55,8 @@ import Testing
         let production = try await Production.open(path: directory.path())
         let id = try await production.enqueue("Greet", Greeting(name: "a"))
         #expect(try await production.action(id) != nil)
-        #expect(try SQLiteFile(path: directory.path()).int("PRAGMA user_version") == Int64(SchemaMigration.latestVersion))
+        #expect(
+            try SQLiteFile(path: directory.path()).int("PRAGMA user_version") == Int64(SchemaMigration.latestVersion))
     }
 
     @Test func anOlderSchemaIsMigratedInPlace() async throws {

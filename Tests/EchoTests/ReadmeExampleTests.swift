@@ -29,7 +29,9 @@ func example(path: String) async throws -> KarmaRecord? {
 
 // The test that runs the example above (the code above is copied verbatim from README.md).
 
+// swift-format-ignore: OrderedImports
 import Foundation
+// swift-format-ignore: OrderedImports
 import Testing
 
 @Suite struct ReadmeExampleTests {

@@ -1,6 +1,7 @@
-@testable import Echo
 import Foundation
 import Testing
+
+@testable import Echo
 
 /// Item 8: the origin's semantics — license and revocation, hooks from Life.Span, NextAction
 /// chaining in the success transaction, and routing errors that dead-letter without stopping
@@ -122,7 +123,10 @@ import Testing
         let production = try await Production.open(path: directory.path())
         let log = Tally()
         let span = Span()
-            .hook("audit", before: { context in log.add("audit.before \(context.id)") }, after: { _ in log.add("audit.after") })
+            .hook(
+                "audit", before: { context in log.add("audit.before \(context.id)") },
+                after: { _ in log.add("audit.after") }
+            )
             .hook("trace", before: { _ in log.add("trace.before") })
             .hook("unused", before: { _ in log.add("unused") })
         #expect(span.names == ["audit", "trace", "unused"])
@@ -145,9 +149,11 @@ import Testing
         let directory = try TemporaryDirectory()
         let production = try await Production.open(path: directory.path())
         let log = Tally()
-        let span = Span().hook("gate", before: { context in
-            if context.attempt == 1 { throw TestFailure(text: "hook says no") }
-        })
+        let span = Span().hook(
+            "gate",
+            before: { context in
+                if context.attempt == 1 { throw TestFailure(text: "hook says no") }
+            })
         let plan = Plan().signature("Work") { (_: Empty, context: ActionContext) -> Empty in
             log.add("work \(context.attempt)")
             return Empty()

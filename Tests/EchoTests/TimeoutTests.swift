@@ -60,7 +60,8 @@ import Testing
             return input
         }
         // The Sequencer's default of 50 ms would time the nap out; the action allows 30 s.
-        let patient = try await production.enqueue("Nap", Number(value: 1), options: ActionOptions(timeout: .seconds(30)))
+        let patient = try await production.enqueue(
+            "Nap", Number(value: 1), options: ActionOptions(timeout: .seconds(30)))
         let hasty = try await production.enqueue("Nap", Number(value: 2), options: ActionOptions(maxAttempts: 1))
         let sequencer = Sequencer(
             production: production, plan: plan, configuration: testConfiguration(defaultTimeout: .milliseconds(50)))

@@ -68,7 +68,8 @@ import Testing
         let plan = Plan().signature("Book") { (input: Number, context: ActionContext) -> Number in
             context.onSuccess { tx in
                 try tx.execute(
-                    "INSERT INTO ledger (note) VALUES (?)", [.text("booked \(input.value) on attempt \(context.attempt)")])
+                    "INSERT INTO ledger (note) VALUES (?)",
+                    [.text("booked \(input.value) on attempt \(context.attempt)")])
             }
             // The first two attempts fail after handing over their effect: it must not be applied.
             if context.attempt < 3 { throw TestFailure(text: "attempt \(context.attempt) failed") }
@@ -111,7 +112,8 @@ import Testing
         #expect(try raw.rows("SELECT note FROM ledger ORDER BY id").compactMap(\.first) == ["first effect", "second"])
         let chained = try await production.list(name: "After")
         #expect(chained.count == 1)
-        #expect(try chained.first.map { try JSONDecoder().decode(Number.self, from: Data($0.payload)) } == Number(value: 3))
+        #expect(
+            try chained.first.map { try JSONDecoder().decode(Number.self, from: Data($0.payload)) } == Number(value: 3))
     }
 
     @Test func anEffectFailingOnTheLastAttemptIsADeadLetter() async throws {

@@ -6,7 +6,8 @@ import Synchronization
 /// Counters: `echo_actions_enqueued_total`, `echo_actions_started_total`,
 /// `echo_actions_succeeded_total`, `echo_actions_failed_total`, `echo_actions_retried_total`,
 /// `echo_actions_dead_lettered_total`, `echo_actions_cancelled_total`, `echo_leases_lost_total`.
-/// Timers: `echo_action_wait_duration` (due to start) and `echo_action_run_duration`.
+/// Timers: `echo_action_wait_duration` (enqueue to first start, a delay included) and
+/// `echo_action_run_duration`.
 /// Gauge: `echo_queue_depth` (ready and leased actions, per queue), recorded by each Sequencer at every heartbeat.
 /// Metric objects are made once per label and dimensions, then reused.
 final class EchoMetrics: Sendable {
@@ -47,10 +48,12 @@ final class EchoMetrics: Sendable {
         counter("echo_actions_enqueued_total", queue: queue, name: name).increment(by: count)
     }
 
-    func started(queue: String, name: String, waitedMilliseconds: Int64) {
+    func started(queue: String, name: String, waitedMilliseconds: Int64?) {
         counter("echo_actions_started_total", queue: queue, name: name).increment()
-        timer("echo_action_wait_duration", queue: queue, name: name)
-            .recordNanoseconds(max(0, waitedMilliseconds) * 1_000_000)
+        if let waitedMilliseconds {
+            timer("echo_action_wait_duration", queue: queue, name: name)
+                .recordNanoseconds(max(0, waitedMilliseconds) * 1_000_000)
+        }
     }
 
     func succeeded(queue: String, name: String, runMilliseconds: Int64) {

@@ -6,7 +6,8 @@ extension Sequencer {
     /// Runs one leased action and buffers its outcome for the next commit.
     func perform(_ claimed: ClaimedAction) async {
         let resolution = await resolve(claimed)
-        let completion = Completion(lease: claimed.lease, resolution: resolution)
+        let completion = Completion(
+            lease: claimed.lease, resolution: resolution, queue: claimed.queue, name: claimed.name.name)
         state.withLock { state in
             state.outcomes.append(completion)
             state.active -= 1
@@ -44,7 +45,9 @@ extension Sequencer {
             claimed: claimed, maxAttempts: maxAttempts, life: life, karma: production.ledger)
         state.withLock { $0.held[claimed.lease.id]?.context = context }
         let started = Clock.milliseconds()
-        metrics.started(queue: claimed.queue, name: claimed.name.name, waitedMilliseconds: started - claimed.dueAt)
+        metrics.started(
+            queue: claimed.queue, name: claimed.name.name,
+            waitedMilliseconds: claimed.lease.attempt == 1 ? started - claimed.createdAt : nil)
 
         let timeoutMilliseconds =
             claimed.timeoutMilliseconds
@@ -205,10 +208,13 @@ extension Sequencer {
         case .applied:
             break
         case .leaseLost:
-            metrics.leaseLost(queue: "", name: "")
+            metrics.leaseLost(queue: completion.queue, name: completion.name)
             logger.warning(
                 "outcome rejected: the lease was lost to another worker",
-                metadata: ["action": "\(completion.lease.id)", "attempt": "\(completion.lease.attempt)"])
+                metadata: [
+                    "action": "\(completion.lease.id)", "name": "\(completion.name)",
+                    "attempt": "\(completion.lease.attempt)",
+                ])
         case .effectFailed(let message):
             logger.warning(
                 "an effect failed; the attempt is recorded as failed",

@@ -201,7 +201,6 @@ extension Sequencer {
         for id in report.lost {
             let held = state.withLock { $0.held[id] }
             held?.context?.markLeaseLost()
-            metrics.leaseLost(queue: held?.context?.queue ?? "", name: held?.context?.name.name ?? "")
             logger.warning(
                 "lease lost while running",
                 metadata: ["action": "\(id)", "attempt": "\(held?.lease.attempt ?? 0)"])

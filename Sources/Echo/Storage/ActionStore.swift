@@ -35,8 +35,6 @@ struct ClaimedAction: Sendable {
     var isRevoked: Bool
     var nextPayload: [UInt8]?
     var createdAt: Int64
-    /// When the action was due, for the enqueue-to-start latency.
-    var dueAt: Int64
 }
 
 /// Writes an action's function hands over, applied in the transaction that records its success.
@@ -68,6 +66,9 @@ enum Resolution: Sendable {
 struct Completion: Sendable {
     var lease: Lease
     var resolution: Resolution
+    /// The action's queue and name, for logs and metrics.
+    var queue = ""
+    var name = ""
 }
 
 enum CompletionStatus: Sendable, Equatable {

@@ -109,8 +109,7 @@ extension SQLiteStore {
                         timeoutMilliseconds: claim.optionalInt(7),
                         isRevoked: claim.int(8) != 0,
                         nextPayload: claim.optionalBytes(9),
-                        createdAt: claim.int64(10),
-                        dueAt: now
+                        createdAt: claim.int64(10)
                     ))
             }
             claimed.sort { ($0.priority, -$0.lease.id) > ($1.priority, -$1.lease.id) }
