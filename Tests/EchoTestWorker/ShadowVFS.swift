@@ -11,9 +11,9 @@ internal import EchoSQLite
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 enum ShadowVFS {
@@ -95,12 +95,16 @@ enum ShadowVFS {
         io.pointee.xFileSize = { file, size in ShadowVFS.innerMethods(file).xFileSize(ShadowVFS.inner(file), size) }
         io.pointee.xLock = { file, level in ShadowVFS.innerMethods(file).xLock(ShadowVFS.inner(file), level) }
         io.pointee.xUnlock = { file, level in ShadowVFS.innerMethods(file).xUnlock(ShadowVFS.inner(file), level) }
-        io.pointee.xCheckReservedLock = { file, out in ShadowVFS.innerMethods(file).xCheckReservedLock(ShadowVFS.inner(file), out) }
+        io.pointee.xCheckReservedLock = { file, out in
+            ShadowVFS.innerMethods(file).xCheckReservedLock(ShadowVFS.inner(file), out)
+        }
         io.pointee.xFileControl = { file, op, argument in
             ShadowVFS.innerMethods(file).xFileControl(ShadowVFS.inner(file), op, argument)
         }
         io.pointee.xSectorSize = { file in ShadowVFS.innerMethods(file).xSectorSize(ShadowVFS.inner(file)) }
-        io.pointee.xDeviceCharacteristics = { file in ShadowVFS.innerMethods(file).xDeviceCharacteristics(ShadowVFS.inner(file)) }
+        io.pointee.xDeviceCharacteristics = { file in
+            ShadowVFS.innerMethods(file).xDeviceCharacteristics(ShadowVFS.inner(file))
+        }
         io.pointee.xShmMap = { file, page, size, extend, pointer in
             ShadowVFS.innerMethods(file).xShmMap(ShadowVFS.inner(file), page, size, extend, pointer)
         }

@@ -3,9 +3,9 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 extension CrashTests {
@@ -238,7 +238,8 @@ extension CrashTests {
     @Test func undecodablePayloadIsDeadLetteredWhileTheSequencerKeepsRunning() async throws {
         let directory = try TemporaryDirectory()
         let production = try await Production.open(path: directory.path())
-        let plan = Plan().signature("Typed") { (input: CrashJob, _) in CrashDone(worker: "typed", attempt: input.index) }
+        let plan = Plan().signature("Typed") { (input: CrashJob, _) in CrashDone(worker: "typed", attempt: input.index)
+        }
         let before = try await production.enqueue("Typed", CrashJob(tag: 0, index: 1))
         let garbage = try await production.enqueue(NewAction("Typed", payload: [0xFF, 0x00, 0x7B, 0x22]))
         let wrongType = try await production.enqueue(NewAction("Typed", payload: Array(#"{"tag":"x"}"#.utf8)))

@@ -3,9 +3,9 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 extension CrashTests {
@@ -21,7 +21,10 @@ extension CrashTests {
         var acknowledged: [Int64: (first: Int64, last: Int64)] = [:]
         for cycle in 0..<5 {
             let producer = try Child.worker(
-                ["produce", "--db", database, "--batch", "1000", "--batches", "100000", "--first-tag", "\(cycle * 100_000)"],
+                [
+                    "produce", "--db", database, "--batch", "1000", "--batches", "100000", "--first-tag",
+                    "\(cycle * 100_000)",
+                ],
                 in: directory.url.path, name: "batch\(cycle)")
             #expect(await producer.waitForLine { $0.hasPrefix("B ") } != nil, "\(producer.errorOutput.suffix(1_000))")
             try await Task.sleep(for: .milliseconds(Int.random(in: 0...500)))
@@ -47,7 +50,9 @@ extension CrashTests {
         }
         // At most one batch per kill committed without being acknowledged in time.
         #expect(stored.count >= acknowledged.count && stored.count <= acknowledged.count + 5)
-        print("[crash batch producer] 5 kills: \(acknowledged.count) batches acknowledged, \(stored.count) stored, 0 partial")
+        print(
+            "[crash batch producer] 5 kills: \(acknowledged.count) batches acknowledged, \(stored.count) stored, 0 partial"
+        )
     }
 
     /// Lease expiry and fencing. Timeline: worker A (a process, lease 1.5 s) claims the only

@@ -3,9 +3,9 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 extension CrashTests {
@@ -38,7 +38,8 @@ extension CrashTests {
         }
         let doneBeforeDrain = try CrashDatabase(path: database).int("SELECT count(*) FROM echo_actions WHERE state = 2")
 
-        let last = try Child.worker(workerArguments("final") + ["--until-drained"], in: directory.url.path, name: "final")
+        let last = try Child.worker(
+            workerArguments("final") + ["--until-drained"], in: directory.url.path, name: "final")
         defer { last.signal(SIGKILL) }
         let code = await last.exitCode(timeout: .seconds(120))
         #expect(code == 0, "the last worker did not drain the queue: \(last.errorOutput.suffix(2_000))")
@@ -53,7 +54,8 @@ extension CrashTests {
         #expect(try db.int("SELECT count(*) FROM echo_karma WHERE outcome = 2") == Int64(actions))
         #expect(
             try db.int(
-                "SELECT count(*) FROM echo_actions a LEFT JOIN echo_karma k ON k.action_id = a.id WHERE k.action_id IS NULL")
+                "SELECT count(*) FROM echo_actions a LEFT JOIN echo_karma k ON k.action_id = a.id WHERE k.action_id IS NULL"
+            )
                 == 0)
         // Exactly once: one test_ledger row per action, from the attempt whose result Karma holds.
         let perAction = try db.pairs("SELECT action_id, count(*) FROM test_ledger GROUP BY action_id")
@@ -150,7 +152,8 @@ extension CrashTests {
             let stored = Set(try db.rows("SELECT id FROM echo_actions").compactMap { $0[0].flatMap { Int64($0) } })
             let lost = acknowledged.filter { !stored.contains($0) }
             #expect(lost.isEmpty, "cycle \(cycle): \(lost.count) of \(acknowledged.count) acknowledged enqueues lost")
-            print("[crash power-loss FULL] cycle \(cycle): \(acknowledged.count) acknowledged, \(stored.count) survived")
+            print(
+                "[crash power-loss FULL] cycle \(cycle): \(acknowledged.count) acknowledged, \(stored.count) survived")
         }
 
         // Control: NORMAL syncs the WAL only at checkpoints, so what was acknowledged since the

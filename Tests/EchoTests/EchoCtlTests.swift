@@ -3,7 +3,9 @@ import Foundation
 import Testing
 
 /// Runs the real `echoctl` executable, built beside the test binary.
-private func echoctl(_ arguments: [String], in directory: String) async throws -> (code: Int32?, output: String, error: String) {
+private func echoctl(_ arguments: [String], in directory: String) async throws -> (
+    code: Int32?, output: String, error: String
+) {
     let worker = try WorkerBinary.require()
     let binary = URL(fileURLWithPath: worker).deletingLastPathComponent().appendingPathComponent("echoctl").path
     let child = try Child.spawn([binary] + arguments, in: directory, name: "echoctl-\(UUID().uuidString)")
@@ -43,9 +45,10 @@ private func json(_ text: String) throws -> Any {
         let stats = try await echoctl(["stats", "--db", path, "--json"], in: directory.url.path)
         #expect(stats.code == 0, "\(stats.error)")
         let rows = try #require(try json(stats.output) as? [[String: Any]])
-        let byQueue = Dictionary(uniqueKeysWithValues: rows.compactMap { row in
-            (row["queue"] as? String).map { ($0, row) }
-        })
+        let byQueue = Dictionary(
+            uniqueKeysWithValues: rows.compactMap { row in
+                (row["queue"] as? String).map { ($0, row) }
+            })
         #expect(byQueue["default"]?["ready"] as? Int == 2)
         #expect(byQueue["mail"]?["ready"] as? Int == 1)
         #expect(byQueue["dead"]?["dead"] as? Int == 1)

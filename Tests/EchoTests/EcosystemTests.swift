@@ -97,9 +97,10 @@ struct Failing: Error {}
         let production = try await Production.open(path: directory.path(), metricsFactory: metrics)
         let plan = Plan()
             .signature("Ok") { (_: Greeting, _: ActionContext) in Reply(text: "ok") }
-            .signature("Bad", policy: Plan.Policy(maxAttempts: 2, backoff: Backoff(base: .milliseconds(1), jitter: 0))) {
-                (_: Greeting, _: ActionContext) -> Reply in throw Failing()
-            }
+            .signature("Bad", policy: Plan.Policy(maxAttempts: 2, backoff: Backoff(base: .milliseconds(1), jitter: 0)))
+        {
+            (_: Greeting, _: ActionContext) -> Reply in throw Failing()
+        }
         let ok = try await production.enqueue((0..<3).map { try NewAction("Ok", Greeting(name: "\($0)")) })
         let bad = try await production.enqueue("Bad", Greeting(name: "x"))
         let sequencer = Sequencer(production: production, plan: plan)
@@ -159,7 +160,8 @@ struct Failing: Error {}
         let id = try await production.enqueue("Count", Greeting(name: "p"))
         let sequencer = Sequencer(
             production: production, plan: plan,
-            configuration: Sequencer.Configuration(minimumPollInterval: .milliseconds(5),
+            configuration: Sequencer.Configuration(
+                minimumPollInterval: .milliseconds(5),
                 maximumPollInterval: .milliseconds(20)))
         try await withRunning(sequencer) {
             // Several poll intervals pass while paused: the action must still be ready.

@@ -31,6 +31,7 @@ func example(path: String) async throws -> KarmaRecord? {
 
 // swift-format-ignore: OrderedImports
 import Foundation
+
 // swift-format-ignore: OrderedImports
 import Testing
 

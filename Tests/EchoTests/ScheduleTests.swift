@@ -1,6 +1,7 @@
-@testable import Echo
 import Foundation
 import Testing
+
+@testable import Echo
 
 @Suite struct ScheduleTests {
     @Test func cronExpressionsFindTheirNextMinute() throws {
