@@ -93,8 +93,9 @@ extension Sequencer {
                         metadata: metadata.merging(["error": "\(error)"]) { a, _ in a })
                 }
             }
+            // The fallback is recorded only if an effect throws; without effects it is never read.
             let fallback: Resolution.Fallback =
-                claimed.lease.attempt >= maxAttempts
+                claimed.lease.attempt >= maxAttempts || handover.effects.isEmpty
                 ? .dead
                 : .retry(runAt: finished + Clock.milliseconds(backoff.delay(afterAttempt: claimed.lease.attempt)))
             return .succeeded(result: output, next: next, effects: handover.effects, fallback: fallback)
