@@ -240,20 +240,69 @@ extension Production {
     /// Deletes done and cancelled actions, and their Karma, that finished more than `age` ago.
     /// Dead letters are kept until deleted.
     ///
+    /// Deletes in chunks of a few thousand rows, one transaction each, so a large prune never
+    /// holds the write lock for long.
+    ///
     /// - Returns: How many actions were deleted.
     @discardableResult
     public func prune(olderThan age: Duration) async throws -> Int {
-        let cutoff = Clock.milliseconds() - Clock.milliseconds(age)
-        return try await store.writer.write { connection in
-            let karma = try connection.statement(
-                "DELETE FROM echo_karma WHERE outcome IN (2, 4) AND finished_at < ?1")
-            karma.bind(1, cutoff)
-            try karma.run()
+        try await prune(finishedBefore: Clock.milliseconds() - Clock.milliseconds(age))
+    }
+
+    /// Deletes done and cancelled actions, and their Karma, except the `count` that finished last.
+    /// Dead letters are kept until deleted.
+    ///
+    /// - Returns: How many actions were deleted.
+    /// - Throws: ``ActionError/Code/invalidArgument`` for a negative count.
+    @discardableResult
+    public func prune(keepingNewest count: Int) async throws -> Int {
+        guard count >= 0 else { throw ActionError(.invalidArgument, "cannot keep a negative number of actions") }
+        if count == 0 { return try await prune(finishedBefore: Int64.max) }
+        let cutoff = try await store.reader.read { connection -> Int64? in
             let statement = try connection.statement(
-                "DELETE FROM echo_actions WHERE state IN (2, 4) AND finished_at < ?1")
-            statement.bind(1, cutoff)
-            try statement.run()
-            return connection.changes
+                """
+                SELECT finished_at FROM echo_actions WHERE state IN (2, 4)
+                ORDER BY finished_at DESC LIMIT 1 OFFSET ?1
+                """)
+            statement.bind(1, count - 1)
+            guard try statement.step() else { return nil }
+            let value = statement.optionalInt(0)
+            statement.reset()
+            return value
+        }
+        // Everything that finished before the count-th newest goes; ties with it are kept.
+        guard let cutoff else { return 0 }
+        return try await prune(finishedBefore: cutoff)
+    }
+
+    /// Rows deleted per transaction by a prune.
+    static let pruneChunk = 5_000
+
+    private func prune(finishedBefore cutoff: Int64) async throws -> Int {
+        var total = 0
+        while true {
+            let (actions, karma) = try await store.writer.write { connection in
+                let karma = try connection.statement(
+                    """
+                    DELETE FROM echo_karma WHERE action_id IN (
+                        SELECT action_id FROM echo_karma WHERE outcome IN (2, 4) AND finished_at < ?1 LIMIT ?2)
+                    """)
+                karma.bind(1, cutoff)
+                karma.bind(2, Production.pruneChunk)
+                try karma.run()
+                let karmaDeleted = connection.changes
+                let statement = try connection.statement(
+                    """
+                    DELETE FROM echo_actions WHERE id IN (
+                        SELECT id FROM echo_actions WHERE state IN (2, 4) AND finished_at < ?1 LIMIT ?2)
+                    """)
+                statement.bind(1, cutoff)
+                statement.bind(2, Production.pruneChunk)
+                try statement.run()
+                return (connection.changes, karmaDeleted)
+            }
+            total += actions
+            if actions < Production.pruneChunk && karma < Production.pruneChunk { return total }
         }
     }
 

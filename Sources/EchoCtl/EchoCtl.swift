@@ -290,16 +290,28 @@ struct Delete: AsyncParsableCommand {
 
 struct Prune: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Delete done and cancelled actions (and their Karma) older than an age.")
+        abstract: "Delete done and cancelled actions (and their Karma): older than an age, or all but the newest N.")
     @OptionGroup var options: DatabaseOptions
-    @Option(help: "An age such as 30s, 15m, 12h or 7d.") var olderThan: String
+    @Option(help: "An age such as 30s, 15m, 12h or 7d.") var olderThan: String?
+    @Option(help: "Keep only this many of the newest finished actions.") var keep: Int?
+
+    func validate() throws {
+        if olderThan == nil && keep == nil { throw ValidationError("give --older-than or --keep") }
+        if let keep, keep < 0 { throw ValidationError("--keep must not be negative") }
+    }
 
     func run() async throws {
-        guard let age = parseAge(olderThan) else {
-            throw ValidationError("cannot read \(olderThan) as an age; use e.g. 30s, 15m, 12h or 7d")
+        var age: Duration?
+        if let olderThan {
+            guard let parsed = parseAge(olderThan) else {
+                throw ValidationError("cannot read \(olderThan) as an age; use e.g. 30s, 15m, 12h or 7d")
+            }
+            age = parsed
         }
         let production = try await options.open()
-        let count = try await production.prune(olderThan: age)
+        var count = 0
+        if let age { count += try await production.prune(olderThan: age) }
+        if let keep { count += try await production.prune(keepingNewest: keep) }
         if options.json { return try printJSON(["pruned": count]) }
         print("pruned \(count) action(s)")
     }

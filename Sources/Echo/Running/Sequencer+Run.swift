@@ -48,6 +48,9 @@ extension Sequencer {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.heartbeatLoop() }
             group.addTask { await self.commitLoop() }
+            if let retention = configuration.retention {
+                group.addTask { await self.retentionLoop(retention) }
+            }
             await claimLoop(group: &group)
 
             // Drain: running actions get until the grace period's end, then are cancelled.
@@ -162,6 +165,25 @@ extension Sequencer {
             }
         }
         return earliest
+    }
+
+    // MARK: Retention
+
+    private func retentionLoop(_ retention: Retention) async {
+        while true {
+            if state.withLock({ $0.finished }) || Task.isCancelled { return }
+            do {
+                var pruned = 0
+                if let age = retention.maximumAge { pruned += try await production.prune(olderThan: age) }
+                if let count = retention.maximumCount { pruned += try await production.prune(keepingNewest: count) }
+                if pruned > 0 { logger.debug("pruned finished actions", metadata: ["count": "\(pruned)"]) }
+            } catch {
+                logger.error("pruning finished actions failed", metadata: ["error": "\(error)"])
+            }
+            let generation = stopBell.generation
+            if state.withLock({ $0.finished }) { return }
+            await stopBell.wait(after: generation, timeout: retention.interval)
+        }
     }
 
     // MARK: Heartbeat

@@ -50,6 +50,10 @@ public final class Sequencer: Service, Sendable {
         /// The owner name written into leases. The default is unique per Sequencer:
         /// host, process id and a random suffix.
         public var owner: String
+        /// How long finished actions are kept; the Sequencer prunes older ones periodically. The
+        /// default is ``Retention/init(maximumAge:maximumCount:interval:)`` with its defaults
+        /// (7 days); `nil` never prunes (``Production/prune(olderThan:)`` still does).
+        public var retention: Retention?
 
         /// Creates a configuration; every parameter has the default described on its property.
         public init(
@@ -62,8 +66,10 @@ public final class Sequencer: Service, Sendable {
             shutdownGracePeriod: Duration = .seconds(10),
             backoff: Backoff = Backoff(),
             defaultTimeout: Duration? = nil,
-            owner: String? = nil
+            owner: String? = nil,
+            retention: Retention? = Retention()
         ) {
+            self.retention = retention
             self.queues = queues
             self.concurrency = max(1, concurrency)
             self.leaseDuration = leaseDuration
