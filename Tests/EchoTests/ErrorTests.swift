@@ -87,3 +87,43 @@ import Testing
         #expect(ActionError.Code.notEchoDatabase.description == "notEchoDatabase")
     }
 }
+
+@Suite struct LockedDatabaseTests {
+    @Test func aLockHeldPastTheBusyTimeoutFailsWithBusyAndLosesNothing() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path()
+        let production = try await Production.open(
+            path: path, configuration: Production.Configuration(busyTimeout: .milliseconds(300)))
+        let stored = try await production.enqueue("Greet", Greeting(name: "before"))
+        // Timeline: another connection takes the write lock and keeps it past Echo's busy timeout;
+        // the enqueue waits it out, then fails with `.busy`; the lock is released; the next enqueue
+        // succeeds and the earlier action is intact.
+        let other = try SQLiteFile(path: path)
+        try other.execute("BEGIN IMMEDIATE")
+        let error = await #expect(throws: ActionError.self) {
+            try await production.enqueue("Greet", Greeting(name: "blocked"))
+        }
+        #expect(error?.code == .busy)
+        #expect(error?.sqliteCode.map { $0 & 0xff } == 5)
+        try other.execute("COMMIT")
+        let after = try await production.enqueue("Greet", Greeting(name: "after"))
+        #expect(after > stored)
+        #expect(try await production.list().map(\.id) == [stored, after])
+    }
+
+    @Test func aLockHeldBrieflyIsWaitedOut() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path()
+        let production = try await Production.open(path: path)
+        let other = try SQLiteFile(path: path)
+        try other.execute("BEGIN IMMEDIATE")
+        // The lock is released 300 ms later, well within the 30 s default busy timeout.
+        let release = Task {
+            try await Task.sleep(for: .milliseconds(300))
+            try other.execute("COMMIT")
+        }
+        let id = try await production.enqueue("Greet", Greeting(name: "waited"))
+        try await release.value
+        #expect(try await production.action(id)?.state == .ready)
+    }
+}

@@ -16,10 +16,12 @@ public struct Signature: Hashable, Sendable, Codable, ExpressibleByStringLiteral
     /// The name.
     public var description: String { name }
 
+    /// Decodes the value from its single JSON value.
     public init(from decoder: any Decoder) throws {
         self.name = try decoder.singleValueContainer().decode(String.self)
     }
 
+    /// Encodes the value as a single JSON value.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(name)
@@ -42,10 +44,12 @@ public struct ActionID: Hashable, Sendable, Codable, Comparable, CustomStringCon
     /// Orders by row id (the order of enqueueing).
     public static func < (lhs: ActionID, rhs: ActionID) -> Bool { lhs.rawValue < rhs.rawValue }
 
+    /// Decodes the value from its single JSON value.
     public init(from decoder: any Decoder) throws {
         self.rawValue = try decoder.singleValueContainer().decode(Int64.self)
     }
 
+    /// Encodes the value as a single JSON value.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(rawValue)

@@ -14,6 +14,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
     case object([String: JSONValue])
 
     /// Decodes any JSON value.
+    /// Decodes the value from its single JSON value.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
@@ -32,6 +33,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
     }
 
     /// Encodes the value as JSON.
+    /// Encodes the value as a single JSON value.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
@@ -89,10 +91,12 @@ public struct Vector: Sendable, Hashable, Codable, ExpressibleByDictionaryLitera
     /// Whether there are no entries.
     public var isEmpty: Bool { values.isEmpty }
 
+    /// Decodes the value from its single JSON value.
     public init(from decoder: any Decoder) throws {
         self.values = try decoder.singleValueContainer().decode([String: JSONValue].self)
     }
 
+    /// Encodes the value as a single JSON value.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         try container.encode(values)
