@@ -14,7 +14,6 @@ public enum JSONValue: Sendable, Hashable, Codable {
     case object([String: JSONValue])
 
     /// Decodes any JSON value.
-    /// Decodes the value from its single JSON value.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
@@ -33,7 +32,6 @@ public enum JSONValue: Sendable, Hashable, Codable {
     }
 
     /// Encodes the value as JSON.
-    /// Encodes the value as a single JSON value.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
