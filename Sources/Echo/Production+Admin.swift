@@ -157,7 +157,8 @@ extension Production {
             try statement.run()
             let update = try connection.statement(
                 """
-                UPDATE echo_actions SET state = 0, run_at = ?2, attempt = 0, owner = NULL, finished_at = NULL
+                UPDATE echo_actions SET state = 0, run_at = ?2, attempt = 0, owner = NULL, revoked = 0,
+                    finished_at = NULL
                 WHERE state = 3 AND (?1 IS NULL OR queue = ?1)
                 """)
             update.bind(1, queue)

@@ -11,7 +11,9 @@ extension Sequencer {
         state.withLock { state in
             state.outcomes.append(completion)
             state.active -= 1
-            state.held[claimed.lease.id]?.context = nil
+            // Held entries are keyed by action id: after a lost lease this Sequencer may hold a
+            // newer attempt of the same action, which this one must leave alone.
+            if state.held[claimed.lease.id]?.lease == claimed.lease { state.held[claimed.lease.id]?.context = nil }
         }
         outcomeBell.ring()
         slotBell.ring()
@@ -31,8 +33,8 @@ extension Sequencer {
         }
         if claimed.lease.attempt > maxAttempts {
             // The last allowed attempt's lease expired (its worker died). The claim dead-letters
-            // such an action itself only when the row or the production sets the limit; a limit
-            // from the Plan's policy is known here.
+            // such an action itself only when the row sets the limit; a limit from the Plan's
+            // policy or the production's default is known here.
             metrics.deadLettered(queue: claimed.queue, name: claimed.name.name)
             logger.warning("action dead-lettered: the lease of its last attempt expired", metadata: metadata)
             return .dead(error: "the lease of the last attempt expired")
@@ -43,7 +45,9 @@ extension Sequencer {
         }
         let context = ActionContext(
             claimed: claimed, maxAttempts: maxAttempts, life: life, karma: production.ledger)
-        state.withLock { $0.held[claimed.lease.id]?.context = context }
+        state.withLock { state in
+            if state.held[claimed.lease.id]?.lease == claimed.lease { state.held[claimed.lease.id]?.context = context }
+        }
         let started = Clock.milliseconds()
         metrics.started(
             queue: claimed.queue, name: claimed.name.name,
@@ -93,9 +97,10 @@ extension Sequencer {
                         metadata: metadata.merging(["error": "\(error)"]) { a, _ in a })
                 }
             }
-            // The fallback is recorded only if an effect throws; without effects it is never read.
+            // The fallback is recorded only if an effect throws or a chained action cannot be
+            // stored; without either it is never read.
             let fallback: Resolution.Fallback =
-                claimed.lease.attempt >= maxAttempts || handover.effects.isEmpty
+                claimed.lease.attempt >= maxAttempts || (handover.effects.isEmpty && next.isEmpty)
                 ? .dead
                 : .retry(runAt: finished + Clock.milliseconds(backoff.delay(afterAttempt: claimed.lease.attempt)))
             return .succeeded(result: output, next: next, effects: handover.effects, fallback: fallback)
@@ -162,14 +167,19 @@ extension Sequencer {
                 await outcomeBell.wait(after: generation)
                 continue
             }
-            await commit(batch, final: false)
+            // A batch handed back for the final commit ends the loop: taking it again here would spin.
+            if !(await commit(batch, final: false)) { return }
         }
     }
 
     /// Commits a batch of outcomes, retrying while storage fails (a full disk, a long lock), so
     /// that no outcome is dropped; the heartbeat keeps their leases meanwhile. A final commit at
     /// shutdown gives up after a few tries: the leases then expire and the actions run again.
-    func commit(_ batch: [Completion], final: Bool) async {
+    ///
+    /// - Returns: `false` when a non-final commit handed its batch back for the final commit
+    ///   (the Sequencer was cancelled, or has finished draining).
+    @discardableResult
+    func commit(_ batch: [Completion], final: Bool) async -> Bool {
         var pause = Duration.milliseconds(50)
         var tries = 0
         while true {
@@ -177,26 +187,29 @@ extension Sequencer {
             do {
                 let statuses = try await production.store.complete(batch)
                 state.withLock { state in
-                    for completion in batch { state.held[completion.lease.id] = nil }
+                    for completion in batch where state.held[completion.lease.id]?.lease == completion.lease {
+                        state.held[completion.lease.id] = nil
+                    }
                 }
                 for (completion, status) in zip(batch, statuses) {
                     report(completion, status)
                 }
-                return
+                return true
             } catch {
                 logger.error(
                     "committing outcomes failed; retrying",
                     metadata: ["count": "\(batch.count)", "error": "\(error)", "try": "\(tries)"])
-                if Task.isCancelled && !final {
-                    // Hand the batch to the final commit after the task group ends.
+                if !final && (Task.isCancelled || state.withLock({ $0.finished })) {
+                    // Hand the batch to the final commit after the task group ends, which gives
+                    // up after a few tries: retrying here for ever would hang the shutdown.
                     state.withLock { $0.outcomes.insert(contentsOf: batch, at: 0) }
-                    return
+                    return false
                 }
                 if final && tries >= 5 {
                     logger.error(
                         "giving up on outcomes at shutdown; their leases will expire and the actions run again",
                         metadata: ["count": "\(batch.count)"])
-                    return
+                    return true
                 }
                 try? await Task.sleep(for: pause)
                 pause = min(pause * 2, .seconds(5))

@@ -220,15 +220,23 @@ extension Sequencer {
             logger.error("heartbeat failed", metadata: ["error": "\(error)"])
             return
         }
+        // Only the attempts this beat was for: since the snapshot, an outcome may have been committed
+        // and the action claimed again (a newer attempt under the same id, not lost).
+        let beaten = Dictionary(leases.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        func held(_ id: Int64) -> Held? {
+            state.withLock { state in
+                guard let held = state.held[id], held.lease == beaten[id] else { return nil }
+                return held
+            }
+        }
         for id in report.lost {
-            let held = state.withLock { $0.held[id] }
-            held?.context?.markLeaseLost()
+            guard let held = held(id) else { continue }
+            held.context?.markLeaseLost()
             logger.warning(
-                "lease lost while running",
-                metadata: ["action": "\(id)", "attempt": "\(held?.lease.attempt ?? 0)"])
+                "lease lost while running", metadata: ["action": "\(id)", "attempt": "\(held.lease.attempt)"])
         }
         for id in report.revoked {
-            state.withLock { $0.held[id] }?.context?.markRevoked()
+            held(id)?.context?.markRevoked()
         }
     }
 }

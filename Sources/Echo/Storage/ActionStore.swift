@@ -43,7 +43,7 @@ typealias TransactionEffect = @Sendable (inout Transaction) throws -> Void
 /// What to record for one attempt.
 enum Resolution: Sendable {
     /// Done: Karma with `result`, chained actions enqueued, effects applied, all in one transaction.
-    /// Should an effect throw, `fallback` is recorded instead.
+    /// Should an effect throw or a chained action fail to be stored, `fallback` is recorded instead.
     case succeeded(result: [UInt8], next: [NewAction], effects: [TransactionEffect], fallback: Fallback)
     /// Back to ready at `runAt`, the error appended to the history.
     case retry(runAt: Int64, error: String)
@@ -75,7 +75,8 @@ enum CompletionStatus: Sendable, Equatable {
     case applied
     /// The lease was lost; nothing was written.
     case leaseLost
-    /// A success's effect threw; the fallback was recorded with this error.
+    /// A success's effect threw (or a chained action could not be stored); the fallback was
+    /// recorded with this error.
     case effectFailed(String)
 }
 

@@ -9,7 +9,7 @@ extension SQLiteStore {
                 json_object('attempt', attempt, 'at', ?1, 'message', 'the lease of the last attempt expired'))
         WHERE id IN (
             SELECT id FROM echo_actions INDEXED BY echo_actions_leased
-            WHERE state = 1 AND run_at <= ?1 AND queue = ?2 AND attempt >= coalesce(max_attempts, ?3))
+            WHERE state = 1 AND run_at <= ?1 AND queue = ?2 AND attempt >= max_attempts)
         RETURNING id
         """
 
@@ -50,8 +50,13 @@ extension SQLiteStore {
         -> [ClaimedAction]
     {
         guard limit > 0 else { return [] }
+        let requested = Clock.milliseconds()
         return try await writer.write { connection in
             let now = Clock.milliseconds()
+            // The lease runs from this transaction, not from the request: a claim that waited for
+            // the write lock longer than the lease would otherwise lease actions already expired,
+            // free for another Sequencer to claim and run at the same time.
+            let leaseUntil = leaseUntil + max(0, now - requested)
             var limit = limit
             // Queue settings shared by every process: a paused queue leases nothing, and a
             // concurrency limit counts the live leases of all processes.
@@ -75,11 +80,13 @@ extension SQLiteStore {
                 }
             }
 
-            // An expired lease on the last attempt is a dead letter, not another attempt.
+            // An expired lease on the last attempt is a dead letter, not another attempt. Only
+            // for rows with their own limit: without one, the Plan signature's limit comes before
+            // `defaultMaxAttempts` and only the Sequencer knows it (it dead-letters such an
+            // action, unrun, when the claim hands it over past its limit).
             let expire = try connection.statement(SQLiteStore.expireSQL)
             expire.bind(1, now)
             expire.bind(2, queue)
-            expire.bind(3, defaultMaxAttempts)
             var expired: [Int64] = []
             while try expire.step() { expired.append(expire.int64(0)) }
             for id in expired { try SQLiteStore.recordKarma(id: id, result: nil, on: connection) }
@@ -174,7 +181,10 @@ extension SQLiteStore {
         let lease = completion.lease
         switch completion.resolution {
         case .succeeded(let result, let next, let effects, let fallback):
-            let needsSavepoint = !effects.isEmpty
+            // Chained actions go under the savepoint with the effects: one that cannot be stored
+            // (an empty queue name, metadata that does not encode) fails this attempt alone, where
+            // it used to fail the whole batch on every try and wedge the Sequencer's commits.
+            let needsSavepoint = !effects.isEmpty || !next.isEmpty
             if needsSavepoint { try connection.execute("SAVEPOINT echo_effects") }
             let update = try fenced(successSQL, lease, on: connection)
             update.bind(4, now)
@@ -184,9 +194,11 @@ extension SQLiteStore {
                 return .leaseLost
             }
             try recordKarma(id: lease.id, result: result, on: connection)
-            for action in next { _ = try insert(action, now: now, on: connection) }
             guard needsSavepoint else { return .applied }
+            var enqueuedNext = false
             do {
+                for action in next { _ = try insert(action, now: now, on: connection) }
+                enqueuedNext = true
                 var transaction = Transaction(connection: connection, now: now)
                 for effect in effects { try effect(&transaction) }
                 try connection.execute("RELEASE echo_effects")
@@ -195,7 +207,10 @@ extension SQLiteStore {
                 guard connection.isInTransaction else { throw error }
                 try connection.execute("ROLLBACK TO echo_effects")
                 try connection.execute("RELEASE echo_effects")
-                let message = "an effect of the action failed: \(error)"
+                let message =
+                    enqueuedNext
+                    ? "an effect of the action failed: \(error)"
+                    : "a chained action could not be enqueued: \(error)"
                 let resolution: Resolution
                 switch fallback {
                 case .retry(let runAt): resolution = .retry(runAt: runAt, error: message)
