@@ -105,7 +105,7 @@ public final class Production: Sendable {
             metrics: EchoMetrics(factory: metricsFactory))
     }
 
-    /// Fails every enqueue still waiting for its group and refuses new ones. Connections close
+    /// Fails every enqueue still waiting for its group and refuses new enqueues and transactions. Connections close
     /// when the last reference to the production goes.
     public func close() {
         store.close()
@@ -165,6 +165,7 @@ public final class Production: Sendable {
     @discardableResult
     public func transaction<T: Sendable>(_ body: @escaping @Sendable (inout Transaction) throws -> T) async throws -> T
     {
+        try store.checkOpen()
         let result = try await store.writer.write { connection in
             var transaction = Transaction(connection: connection, now: Clock.milliseconds())
             return try body(&transaction)

@@ -124,5 +124,12 @@ extension Date {
         self.init(timeIntervalSince1970: Double(milliseconds) / 1_000)
     }
 
-    var milliseconds: Int64 { Int64((timeIntervalSince1970 * 1_000).rounded()) }
+    /// Milliseconds since 1970, clamped to ±`Clock.limit`; NaN counts as 1970.
+    var milliseconds: Int64 {
+        let value = (timeIntervalSince1970 * 1_000).rounded()
+        guard !value.isNaN else { return 0 }
+        if value >= Double(Clock.limit) { return Clock.limit }
+        if value <= -Double(Clock.limit) { return -Clock.limit }
+        return Int64(value)
+    }
 }

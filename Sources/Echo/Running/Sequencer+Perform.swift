@@ -205,6 +205,11 @@ extension Sequencer {
                     state.withLock { $0.outcomes.insert(contentsOf: batch, at: 0) }
                     return false
                 }
+                if Sequencer.isPermanent(error) {
+                    // Retrying the same batch would fail the same way and stop every outcome behind
+                    // it: commit the completions one by one, recording what cannot be stored.
+                    return await commitSeparately(batch, after: error, final: final)
+                }
                 if final && tries >= 5 {
                     logger.error(
                         "giving up on outcomes at shutdown; their leases will expire and the actions run again",
@@ -215,6 +220,50 @@ extension Sequencer {
                 pause = min(pause * 2, .seconds(5))
             }
         }
+    }
+
+    /// Whether a failed commit would fail again however often it is retried: the data, not the
+    /// storage's state, is at fault (a value over SQLite's limits, a constraint).
+    static func isPermanent(_ error: any Error) -> Bool {
+        guard let error = error as? ActionError else { return false }
+        switch error.code {
+        case .invalidArgument, .encoding: return true
+        case .storage:
+            guard let code = error.sqliteCode.map({ $0 & 0xff }) else { return false }
+            // SQLITE_ERROR, SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_RANGE.
+            return [1, 18, 19, 20, 25].contains(code)
+        default: return false
+        }
+    }
+
+    /// Commits each completion of a batch that failed permanently on its own. One that still fails
+    /// permanently is recorded as a dead letter carrying the storage error; if even that cannot be
+    /// stored, it is dropped from this Sequencer (its lease expires and the action runs again).
+    private func commitSeparately(_ batch: [Completion], after error: any Error, final: Bool) async -> Bool {
+        if batch.count > 1 {
+            var handedBack = false
+            for completion in batch where !(await commit([completion], final: final)) { handedBack = true }
+            return !handedBack
+        }
+        guard let completion = batch.first else { return true }
+        let marker = "the outcome could not be stored"
+        if case .dead(let message) = completion.resolution, message.hasPrefix(marker) {
+            logger.error(
+                "dropping an outcome that cannot be stored; the lease will expire and the action run again",
+                metadata: ["action": "\(completion.lease.id)", "error": "\(error)"])
+            state.withLock { state in
+                if state.held[completion.lease.id]?.lease == completion.lease {
+                    state.held[completion.lease.id] = nil
+                }
+            }
+            return true
+        }
+        logger.error(
+            "an outcome cannot be stored; dead-lettering the action",
+            metadata: ["action": "\(completion.lease.id)", "name": "\(completion.name)", "error": "\(error)"])
+        var replacement = completion
+        replacement.resolution = .dead(error: "\(marker): \(error)")
+        return await commit([replacement], final: final)
     }
 
     private func report(_ completion: Completion, _ status: CompletionStatus) {

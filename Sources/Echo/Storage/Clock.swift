@@ -12,8 +12,15 @@ enum Clock {
         return Int64(ts.tv_sec) * 1_000 + Int64(ts.tv_nsec) / 1_000_000
     }
 
+    /// The largest magnitude of a stored time or delay: far beyond any date, and small enough that
+    /// adding the current time to it cannot overflow.
+    static let limit: Int64 = Int64.max / 4
+
+    /// `duration` in milliseconds, clamped to ±``limit`` (so `.seconds(.max)` cannot trap).
     static func milliseconds(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components
-        return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
+        let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000)
+        if overflow || whole > limit || whole < -limit { return seconds < 0 ? -limit : limit }
+        return whole + attoseconds / 1_000_000_000_000_000
     }
 }

@@ -60,11 +60,27 @@ final class Connection {
     }
 
     /// A statement prepared for one use only (for SQL text the caller supplies).
+    /// Refuses text holding more than one statement: SQLite prepares only the first, and running
+    /// it alone would silently drop the rest (comments and whitespace after it are fine).
     func uncachedStatement(_ sql: String) throws(ActionError) -> Statement {
         var stmt: OpaquePointer?
-        let rc = sqlite3_prepare_v2(handle, sql, -1, &stmt, nil)
+        var rc: Int32 = SQLITE_OK
+        var hasMore = false
+        sql.withCString { text in
+            var tail: UnsafePointer<CChar>?
+            rc = sqlite3_prepare_v2(handle, text, -1, &stmt, &tail)
+            guard rc == SQLITE_OK, let tail, tail.pointee != 0 else { return }
+            var next: OpaquePointer?
+            if sqlite3_prepare_v2(handle, tail, -1, &next, nil) != SQLITE_OK || next != nil { hasMore = true }
+            sqlite3_finalize(next)
+        }
         guard rc == SQLITE_OK, let stmt else {
-            throw Connection.error(code: rc, message: "\(lastMessage) in: \(sql)")
+            let message = stmt == nil && rc == SQLITE_OK ? "no SQL statement" : lastMessage
+            throw Connection.error(code: rc == SQLITE_OK ? SQLITE_ERROR : rc, message: "\(message) in: \(sql)")
+        }
+        if hasMore {
+            sqlite3_finalize(stmt)
+            throw ActionError(.invalidArgument, "give one SQL statement per call, not several: \(sql)")
         }
         return Statement(stmt, connection: self)
     }
@@ -116,13 +132,26 @@ final class Statement {
 
     deinit { sqlite3_finalize(handle) }
 
+    /// The first bind that SQLite refused since the last reset (a value over its length limit,
+    /// out of memory); ``step()`` throws it rather than running with a parameter left NULL.
+    private var bindFailure: Int32?
+
     func reset() {
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
+        bindFailure = nil
+    }
+
+    private func check(_ rc: Int32) {
+        if rc != SQLITE_OK && bindFailure == nil { bindFailure = rc }
     }
 
     func bind(_ index: Int32, _ value: Int64?) {
-        if let value { sqlite3_bind_int64(handle, index, value) } else { sqlite3_bind_null(handle, index) }
+        if let value {
+            check(sqlite3_bind_int64(handle, index, value))
+        } else {
+            check(sqlite3_bind_null(handle, index))
+        }
     }
 
     func bind(_ index: Int32, _ value: Int?) {
@@ -131,41 +160,43 @@ final class Statement {
 
     func bind(_ index: Int32, _ value: String?) {
         guard let value else {
-            sqlite3_bind_null(handle, index)
+            check(sqlite3_bind_null(handle, index))
             return
         }
         var copy = value
-        _ = copy.withUTF8 { buffer in
+        let rc = copy.withUTF8 { buffer -> Int32 in
             // A zero-length pointer must still be non-null for SQLite to bind '' rather than NULL.
             if buffer.count == 0 {
-                sqlite3_bind_text(handle, index, "", 0, sqliteTransient)
-            } else {
-                buffer.withMemoryRebound(to: CChar.self) { chars in
-                    sqlite3_bind_text(handle, index, chars.baseAddress, Int32(chars.count), sqliteTransient)
-                }
+                return sqlite3_bind_text(handle, index, "", 0, sqliteTransient)
+            }
+            return buffer.withMemoryRebound(to: CChar.self) { chars in
+                sqlite3_bind_text64(
+                    handle, index, chars.baseAddress, sqlite3_uint64(chars.count), sqliteTransient,
+                    UInt8(SQLITE_UTF8))
             }
         }
+        check(rc)
     }
 
     func bind(_ index: Int32, _ value: [UInt8]?) {
         guard let value else {
-            sqlite3_bind_null(handle, index)
+            check(sqlite3_bind_null(handle, index))
             return
         }
-        _ = value.withUnsafeBytes { raw in
+        let rc = value.withUnsafeBytes { raw -> Int32 in
             if raw.count == 0 {
-                sqlite3_bind_zeroblob(handle, index, 0)
-            } else {
-                sqlite3_bind_blob(handle, index, raw.baseAddress, Int32(raw.count), sqliteTransient)
+                return sqlite3_bind_zeroblob(handle, index, 0)
             }
+            return sqlite3_bind_blob64(handle, index, raw.baseAddress, sqlite3_uint64(raw.count), sqliteTransient)
         }
+        check(rc)
     }
 
     func bind(_ index: Int32, _ value: SQLValue) {
         switch value {
-        case .null: sqlite3_bind_null(handle, index)
+        case .null: check(sqlite3_bind_null(handle, index))
         case .integer(let v): bind(index, v)
-        case .real(let v): sqlite3_bind_double(handle, index, v)
+        case .real(let v): check(sqlite3_bind_double(handle, index, v))
         case .text(let v): bind(index, v)
         case .blob(let v): bind(index, v)
         }
@@ -174,6 +205,11 @@ final class Statement {
     /// Steps once: `true` when a row is ready, `false` when done.
     @discardableResult
     func step() throws(ActionError) -> Bool {
+        if let failure = bindFailure {
+            reset()
+            throw Connection.error(
+                code: failure, message: "cannot bind a parameter: \(String(cString: sqlite3_errstr(failure)))")
+        }
         let rc = sqlite3_step(handle)
         switch rc {
         case SQLITE_ROW: return true

@@ -70,6 +70,11 @@ extension SQLiteStore {
         return id
     }
 
+    /// Throws ``ActionError/Code/closed`` once ``close()`` was called.
+    func checkOpen() throws {
+        if enqueueGroup.withLock({ $0.closed }) { throw ActionError(.closed, "the production was closed") }
+    }
+
     /// The metadata key under which an action's hook names are stored.
     static let hooksKey = "echo.hooks"
 
@@ -83,6 +88,7 @@ extension SQLiteStore {
 
     /// Enqueues a batch in one transaction: all of it is stored, or none.
     func enqueue(batch: [NewAction]) async throws -> [Int64] {
+        try checkOpen()
         guard !batch.isEmpty else { return [] }
         let ids = try await writer.write { connection in
             let now = Clock.milliseconds()

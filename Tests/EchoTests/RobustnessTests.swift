@@ -1,0 +1,114 @@
+internal import EchoSQLite
+import Foundation
+import Testing
+
+@testable import Echo
+
+@Suite struct RobustnessTests {
+    @Test func anOutcomeThatCannotBeStoredIsDeadLetteredWithoutStoppingTheOthers() async throws {
+        let directory = try TemporaryDirectory()
+        let production = try await Production.open(path: directory.path())
+        // Values longer than 2,000 bytes now fail on the writer with SQLITE_TOOBIG: the huge result
+        // cannot be stored however often the commit is retried.
+        _ = try await production.store.writer.read { connection in
+            sqlite3_limit(connection.handle, SQLITE_LIMIT_LENGTH, 2_000)
+        }
+        let plan = Plan().signature("Echo") { (input: Greeting, _: ActionContext) in
+            Reply(text: input.name == "huge" ? String(repeating: "x", count: 10_000) : input.name)
+        }
+        let small = try await production.enqueue((0..<5).map { try NewAction("Echo", Greeting(name: "s\($0)")) })
+        let huge = try await production.enqueue("Echo", Greeting(name: "huge"))
+        let sequencer = Sequencer(
+            production: production, plan: plan,
+            configuration: Sequencer.Configuration(minimumPollInterval: .milliseconds(5)))
+        try await withRunning(sequencer) {
+            for id in small { _ = try await waitForKarma(production, id) }
+            _ = try await waitForKarma(production, huge)
+        }
+        for id in small { #expect(try await production.karma(id)?.outcome == .succeeded) }
+        let record = try #require(try await production.action(huge))
+        #expect(record.state == .dead)
+        #expect(record.errors.last?.message.contains("the outcome could not be stored") == true)
+    }
+
+    @Test func aClosedProductionRefusesEveryKindOfEnqueue() async throws {
+        let directory = try TemporaryDirectory()
+        let production = try await Production.open(path: directory.path())
+        production.close()
+        for attempt in 0..<3 {
+            let error = await #expect(throws: ActionError.self) {
+                switch attempt {
+                case 0: try await production.enqueue("Greet", Greeting(name: "single"))
+                case 1: try await production.enqueue([try NewAction("Greet", Greeting(name: "batch"))])
+                default: try await production.transaction { tx in try tx.enqueue("Greet", Greeting(name: "tx")) }
+                }
+            }
+            #expect(error?.code == .closed)
+        }
+        #expect(try await production.list().isEmpty)
+    }
+
+    @Test func severalStatementsInOneTransactionCallAreRefusedNotHalfRun() async throws {
+        let directory = try TemporaryDirectory()
+        let production = try await Production.open(path: directory.path())
+        try await production.transaction { tx in
+            try tx.execute("CREATE TABLE notes (body TEXT) -- a trailing comment is fine")
+        }
+        let error = await #expect(throws: ActionError.self) {
+            try await production.transaction { tx in
+                try tx.execute("INSERT INTO notes VALUES ('a'); INSERT INTO notes VALUES ('b')")
+            }
+        }
+        #expect(error?.code == .invalidArgument)
+        let rows = try await production.transaction { tx in try tx.query("SELECT count(*) FROM notes") }
+        #expect(rows == [[.integer(0)]])
+    }
+
+    @Test func extremeTimesAreClampedNotTrapped() async throws {
+        let directory = try TemporaryDirectory()
+        let production = try await Production.open(path: directory.path())
+        let far = try await production.enqueue(
+            "Greet", Greeting(name: "far"), options: ActionOptions(delay: .seconds(Int64.max)))
+        let past = try await production.enqueue(
+            "Greet", Greeting(name: "past"), options: ActionOptions(runAt: Date(timeIntervalSince1970: -.infinity)))
+        let farRecord = try #require(try await production.action(far))
+        #expect(farRecord.runAt > Date(timeIntervalSinceNow: 86_400 * 365 * 1_000))
+        let pastRecord = try #require(try await production.action(past))
+        #expect(pastRecord.runAt < Date(timeIntervalSince1970: 0))
+        #expect(Clock.milliseconds(.seconds(Int64.min)) == -Clock.limit)
+        #expect(Backoff(base: .seconds(Int64.max), factor: 10).delay(afterAttempt: 80) >= .zero)
+    }
+
+    @Test func aPayloadOverSQLitesLimitFailsOnlyItsOwnEnqueue() async throws {
+        let directory = try TemporaryDirectory()
+        let production = try await Production.open(path: directory.path())
+        _ = try await production.store.writer.read { connection in
+            sqlite3_limit(connection.handle, SQLITE_LIMIT_LENGTH, 2_000)
+        }
+        // Timeline: 20 concurrent enqueues share group commits; one carries a payload over the
+        // limit. Only that caller fails (with the SQLite code), the 19 others are stored.
+        let results = await withTaskGroup(of: (Int, Result<ActionID, any Error>).self) { group in
+            for index in 0..<20 {
+                group.addTask {
+                    let name = index == 7 ? String(repeating: "y", count: 5_000) : "n\(index)"
+                    let result = await Result(catching: {
+                        try await production.enqueue("Greet", Greeting(name: name))
+                    })
+                    return (index, result)
+                }
+            }
+            var results: [Int: Result<ActionID, any Error>] = [:]
+            for await (index, result) in group { results[index] = result }
+            return results
+        }
+        for (index, result) in results {
+            switch result {
+            case .success: #expect(index != 7)
+            case .failure(let error):
+                #expect(index == 7)
+                #expect((error as? ActionError)?.sqliteCode == 18)
+            }
+        }
+        #expect(try await production.list().count == 19)
+    }
+}
