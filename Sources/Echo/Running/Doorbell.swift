@@ -7,6 +7,8 @@ final class Doorbell: Sendable {
         var generation: UInt64 = 0
         var waiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
         var cancelled: Set<UInt64> = []
+        /// Ids handed out whose continuation is not registered yet.
+        var unregistered: Set<UInt64> = []
         var nextID: UInt64 = 0
     }
     private let state = Mutex(State())
@@ -43,11 +45,13 @@ final class Doorbell: Sendable {
     private func waitForRing(after generation: UInt64) async {
         let id = state.withLock { state in
             state.nextID &+= 1
+            state.unregistered.insert(state.nextID)
             return state.nextID
         }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { state in
+                    state.unregistered.remove(id)
                     if state.generation != generation || state.cancelled.remove(id) != nil { return true }
                     state.waiters[id] = continuation
                     return false
@@ -57,7 +61,9 @@ final class Doorbell: Sendable {
         } onCancel: {
             let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
                 if let waiter = state.waiters.removeValue(forKey: id) { return waiter }
-                state.cancelled.insert(id)
+                // Not registered yet: registration will see the cancellation. Already resumed by a
+                // ring: nothing to do (recording it would leak the id).
+                if state.unregistered.contains(id) { state.cancelled.insert(id) }
                 return nil
             }
             waiter?.resume()

@@ -252,7 +252,11 @@ extension SQLiteStore {
 
     func heartbeat(_ leases: [Lease], leaseUntil: Int64) async throws -> HeartbeatReport {
         guard !leases.isEmpty else { return HeartbeatReport() }
+        let requested = Clock.milliseconds()
         return try await writer.write { connection in
+            // As for claims: the extension runs from this transaction, not from before the wait
+            // for the write lock.
+            let leaseUntil = leaseUntil + max(0, Clock.milliseconds() - requested)
             var report = HeartbeatReport()
             for lease in leases {
                 let statement = try SQLiteStore.fenced(
