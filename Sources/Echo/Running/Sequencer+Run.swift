@@ -126,10 +126,18 @@ extension Sequencer {
                 if claimed.count >= free { mayHaveMore = true }
                 logger.debug(
                     "claimed actions", metadata: ["queue": "\(queue)", "count": "\(claimed.count)"])
-                state.withLock { state in
+                let superseded = state.withLock { state -> [ActionContext] in
                     state.active += claimed.count
-                    for action in claimed { state.held[action.lease.id] = Held(lease: action.lease) }
+                    var superseded: [ActionContext] = []
+                    for action in claimed {
+                        // This Sequencer re-claimed its own expired lease: the older attempt, if
+                        // still running, has lost it and its outcome will be rejected.
+                        if let older = state.held[action.lease.id]?.context { superseded.append(older) }
+                        state.held[action.lease.id] = Held(lease: action.lease)
+                    }
+                    return superseded
                 }
+                for context in superseded { context.markLeaseLost() }
                 for action in claimed {
                     group.addTask { await self.perform(action) }
                 }
