@@ -84,8 +84,9 @@ public final class Production: Sendable {
     ///     files beside it).
     ///   - configuration: Durability and limits.
     ///   - logger: Where Echo logs; Echo never configures logging itself.
-    ///   - metricsFactory: Where Echo's metrics go (see the Metrics article); the default, `nil`,
-    ///     is the factory bootstrapped in `MetricsSystem`.
+    ///   - metricsFactory: Where Echo's metrics (`echo_actions_*_total`, `echo_leases_lost_total`,
+    ///     `echo_action_wait_duration`, `echo_action_run_duration`, `echo_queue_depth`; the README
+    ///     lists them) go; the default, `nil`, is the factory bootstrapped in `MetricsSystem`.
     /// - Throws: ``ActionError`` with ``ActionError/Code/notADatabase``,
     ///   ``ActionError/Code/notEchoDatabase`` or ``ActionError/Code/newerSchema`` for a file Echo
     ///   must not touch (it is left byte-for-byte as it was), ``ActionError/Code/readOnly`` for a

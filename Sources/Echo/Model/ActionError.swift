@@ -19,13 +19,14 @@ public struct ActionError: Error, Sendable, CustomStringConvertible {
         private let base: Base
         private init(_ base: Base) { self.base = base }
 
-        /// The action's license was revoked: it was cancelled before it ran.
+        /// The action's license was revoked: it was cancelled before it ran, or while it ran.
         public static let license = Code(.license)
         /// The action's function (or one of its hooks) threw.
         public static let execution = Code(.execution)
         /// No function in the ``Plan`` has the action's name.
         public static let routing = Code(.routing)
-        /// The action was cancelled while it ran (shutdown or revocation).
+        /// The attempt was cancelled while it ran (at the end of a shutdown's grace period, or by
+        /// the function throwing `CancellationError`); a revocation is ``license``.
         public static let cancellation = Code(.cancellation)
         /// The attempt ran past its timeout and was cancelled.
         public static let timeout = Code(.timeout)

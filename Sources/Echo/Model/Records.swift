@@ -53,9 +53,9 @@ public struct Outcome: Hashable, Sendable, CustomStringConvertible {
     let state: ActionState
     /// The function returned.
     public static let succeeded = Outcome(state: .done)
-    /// Dead-lettered after its last attempt, or unroutable.
+    /// Dead-lettered: after its last attempt, or at once when unroutable or undecodable.
     public static let deadLettered = Outcome(state: .dead)
-    /// Revoked before it ran.
+    /// Its license was revoked, before it ran or while it ran.
     public static let cancelled = Outcome(state: .cancelled)
 
     /// `succeeded`, `dead` or `cancelled`.

@@ -4,15 +4,17 @@ import Foundation
 ///
 /// ```swift
 /// let plan = Plan()
-///     .signature("Read") { (input: ReadInput, context) in
-///         ReadOutput(bytes: try Data(contentsOf: URL(fileURLWithPath: input.path)).count)
+///     .signature("Read") { (input: ReadInput, context: ActionContext) in
+///         ReadOutput(length: try Data(contentsOf: URL(fileURLWithPath: input.path)).count)
 ///     }
 /// ```
 public struct Plan: Sendable {
     /// A registered function working on encoded input and output.
     public typealias Function = @Sendable (ActionContext) async throws -> [UInt8]
 
-    /// Retry settings of one signature; `nil` fields take the Sequencer's defaults.
+    /// Retry settings of one signature; `nil` fields take the defaults: the Sequencer's
+    /// ``Sequencer/Configuration/backoff`` and ``Sequencer/Configuration/defaultTimeout``, and the
+    /// production's ``Production/Configuration/defaultMaxAttempts``.
     public struct Policy: Sendable {
         /// Attempts before dead-lettering, unless the action itself says.
         public var maxAttempts: Int?
