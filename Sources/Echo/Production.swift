@@ -42,6 +42,10 @@ public final class Production: Sendable {
         /// Whether ``Production/open(path:configuration:logger:metricsFactory:)`` creates a missing
         /// file. The default is `true`; inspectors such as `echoctl` set it to `false`.
         public var createIfMissing: Bool
+        /// Whether opening applies the migrations a database from an older Echo lacks. The default
+        /// is `true`; inspectors such as `echoctl` set it to `false`, so that looking at a database
+        /// never upgrades it under an application still running an older Echo.
+        public var migratesSchema: Bool
 
         /// Creates a configuration; every parameter has the default described on its property.
         public init(
@@ -49,8 +53,10 @@ public final class Production: Sendable {
             busyTimeout: Duration = .seconds(30),
             defaultMaxAttempts: Int = 20,
             maximumPageCount: Int? = nil,
-            createIfMissing: Bool = true
+            createIfMissing: Bool = true,
+            migratesSchema: Bool = true
         ) {
+            self.migratesSchema = migratesSchema
             self.createIfMissing = createIfMissing
             self.synchronous = synchronous
             self.busyTimeout = busyTimeout

@@ -28,7 +28,8 @@ struct DatabaseOptions: ParsableArguments {
         logger.logLevel = .error
         do {
             return try await Production.open(
-                path: db, configuration: Production.Configuration(createIfMissing: false), logger: logger)
+                path: db, configuration: Production.Configuration(createIfMissing: false, migratesSchema: false),
+                logger: logger)
         } catch let error as ActionError {
             throw Failure("cannot open \(db): \(error)")
         }

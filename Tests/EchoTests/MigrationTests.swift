@@ -87,6 +87,26 @@ import Testing
         #expect(try karma.decodeResult(as: Reply.self) == Reply(text: "old"))
     }
 
+    @Test func anOlderSchemaIsLeftAloneWhenMigratingIsNotAllowed() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path()
+        try SQLiteFile.with(path) { raw in
+            try raw.execute(SchemaMigration.all[0].sql)
+            try raw.execute("PRAGMA user_version = 1")
+            try raw.execute("PRAGMA application_id = \(Self.echoApplicationID)")
+        }
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        let error = await #expect(throws: ActionError.self) {
+            try await Production.open(path: path, configuration: Production.Configuration(migratesSchema: false))
+        }
+        #expect(error?.code == .olderSchema)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+        // An up-to-date database opens without migrating.
+        let current = directory.path("current.sqlite")
+        _ = try await Production.open(path: current)
+        _ = try await Production.open(path: current, configuration: Production.Configuration(migratesSchema: false))
+    }
+
     @Test func concurrentOpensOfANewFileMigrateOnce() async throws {
         // Several rounds: the race between creating, switching to WAL and migrating is narrow.
         for _ in 0..<10 {

@@ -111,4 +111,24 @@ import Testing
         }
         #expect(try await production.list().count == 19)
     }
+
+    @Test func finishedActionsShowTheirFinishTimeAsRunAt() async throws {
+        let directory = try TemporaryDirectory()
+        let production = try await Production.open(path: directory.path())
+        let plan = Plan().signature("Greet") { (input: Greeting, _: ActionContext) in Reply(text: input.name) }
+        let done = try await production.enqueue("Greet", Greeting(name: "done"))
+        let dead = try await production.enqueue("Unknown", Greeting(name: "dead"))
+        let sequencer = Sequencer(
+            production: production, plan: plan,
+            configuration: Sequencer.Configuration(minimumPollInterval: .milliseconds(5)))
+        try await withRunning(sequencer) {
+            _ = try await waitForKarma(production, done)
+            _ = try await waitForKarma(production, dead)
+        }
+        for id in [done, dead] {
+            let record = try #require(try await production.action(id))
+            // Not the lease expiry of the last claim (30 s after it started).
+            #expect(record.finishedAt == record.runAt)
+        }
+    }
 }

@@ -14,7 +14,7 @@ public struct ActionError: Error, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case license, execution, routing, cancellation, timeout, decoding, encoding
             case leaseLost, storage, busy, full, readOnly, notADatabase, notEchoDatabase
-            case newerSchema, closed, invalidArgument, notFound
+            case newerSchema, olderSchema, closed, invalidArgument, notFound
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -51,6 +51,8 @@ public struct ActionError: Error, Sendable, CustomStringConvertible {
         public static let notEchoDatabase = Code(.notEchoDatabase)
         /// The database was written by a newer version of Echo.
         public static let newerSchema = Code(.newerSchema)
+        /// The database was written by an older Echo and the configuration did not allow migrating it.
+        public static let olderSchema = Code(.olderSchema)
         /// The production was closed.
         public static let closed = Code(.closed)
         /// An argument was out of range.

@@ -241,7 +241,10 @@ extension Sequencer {
             guard let held = held(id) else { continue }
             held.context?.markLeaseLost()
             logger.warning(
-                "lease lost while running", metadata: ["action": "\(id)", "attempt": "\(held.lease.attempt)"])
+                "lease lost while running",
+                metadata: [
+                    "action": "\(id)", "name": "\(held.context?.name.name ?? "")", "attempt": "\(held.lease.attempt)",
+                ])
         }
         for id in report.revoked {
             held(id)?.context?.markRevoked()

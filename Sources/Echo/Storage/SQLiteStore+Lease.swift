@@ -3,7 +3,7 @@ import Foundation
 extension SQLiteStore {
     private static let expireSQL = """
         UPDATE echo_actions
-        SET state = 3, owner = NULL, finished_at = ?1,
+        SET state = 3, owner = NULL, finished_at = ?1, run_at = ?1,
             last_error = 'the lease of the last attempt expired',
             errors = json_insert(coalesce(errors, '[]'), '$[#]',
                 json_object('attempt', attempt, 'at', ?1, 'message', 'the lease of the last attempt expired'))
@@ -146,7 +146,7 @@ extension SQLiteStore {
     }
 
     private static let successSQL = """
-        UPDATE echo_actions SET state = 2, owner = NULL, finished_at = ?4, last_error = NULL
+        UPDATE echo_actions SET state = 2, owner = NULL, finished_at = ?4, run_at = ?4, last_error = NULL
         WHERE id = ?1 AND owner = ?2 AND attempt = ?3 AND state = 1
         """
     private static let retrySQL = """
@@ -160,7 +160,7 @@ extension SQLiteStore {
         WHERE id = ?1 AND owner = ?2 AND attempt = ?3 AND state = 1
         """
     private static let finishSQL = """
-        UPDATE echo_actions SET state = ?4, owner = NULL, finished_at = ?6, last_error = ?5,
+        UPDATE echo_actions SET state = ?4, owner = NULL, finished_at = ?6, run_at = ?6, last_error = ?5,
             errors = json_insert(coalesce(errors, '[]'), '$[#]',
                 json_object('attempt', attempt, 'at', ?6, 'message', ?5))
         WHERE id = ?1 AND owner = ?2 AND attempt = ?3 AND state = 1

@@ -58,7 +58,13 @@ final class SQLiteStore: ActionStore {
     private static func openOnce(path: String, configuration: Production.Configuration, logger: Logger) throws
         -> SQLiteStore
     {
-        try inspect(path: path)
+        let version = try inspect(path: path)
+        if !configuration.migratesSchema && version < Int64(SchemaMigration.latestVersion) {
+            throw ActionError(
+                .olderSchema,
+                "\(path) has schema version \(version); this Echo writes version \(SchemaMigration.latestVersion) "
+                    + "and was asked not to migrate, so it left the file untouched")
+        }
         let writerConnection = try Connection(path: path, readOnly: false, create: true)
         if writerConnection.isReadOnly {
             throw ActionError(.readOnly, "\(path) is read-only: Echo needs to write its database")
@@ -97,9 +103,12 @@ final class SQLiteStore: ActionStore {
     /// Refuses a file that is not SQLite, not Echo's, or from a newer Echo, before anything writes
     /// to it. A read-only connection never recovers or checkpoints a WAL, so the file's bytes stay
     /// as they were.
-    static func inspect(path: String) throws {
+    ///
+    /// - Returns: The file's Echo schema version; 0 for an empty or new file.
+    @discardableResult
+    static func inspect(path: String) throws -> Int64 {
         let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
-        guard let size, size > 0 else { return }
+        guard let size, size > 0 else { return 0 }
         let connection: Connection
         do {
             connection = try Connection(path: path, readOnly: true, create: false)
@@ -138,7 +147,7 @@ final class SQLiteStore: ActionStore {
                     "\(path) is an SQLite database of another application (application_id \(application), "
                         + "\(tables) schema entries); Echo left it untouched")
             }
-            return
+            return 0
         }
         if version > Int64(SchemaMigration.latestVersion) {
             throw ActionError(
@@ -146,6 +155,7 @@ final class SQLiteStore: ActionStore {
                 "\(path) has schema version \(version), written by a newer Echo; this Echo knows up to "
                     + "version \(SchemaMigration.latestVersion) and left the file untouched")
         }
+        return version
     }
 
     /// Applies every migration above the file's version, each in its own transaction.
