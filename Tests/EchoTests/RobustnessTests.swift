@@ -1,5 +1,7 @@
+import Dispatch
 internal import EchoSQLite
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Echo
@@ -130,5 +132,42 @@ import Testing
             // Not the lease expiry of the last claim (30 s after it started).
             #expect(record.finishedAt == record.runAt)
         }
+    }
+
+    @Test func enqueuesCarriedByAFailedWriteAreRequeuedNotFailed() async throws {
+        let directory = try TemporaryDirectory()
+        let production = try await Production.open(path: directory.path())
+        let store = production.store
+        // Timeline: the writer's queue is blocked; a write that carries pending enqueues is queued;
+        // ten enqueues gather in the pending list; the writer is released; the carrying write runs
+        // first, takes the ten, and fails; they go back for their own group commit and succeed.
+        let release = DispatchSemaphore(value: 0)
+        store.writer.queue.async { release.wait() }
+        struct Refused: Error { var rowsSeen: Int64 }
+        let failing = Task {
+            // Inside the carrying transaction: the ten enqueues are already inserted.
+            try await store.writeCarryingEnqueues { connection -> Int in
+                throw Refused(rowsSeen: try connection.integer("SELECT count(*) FROM echo_actions") ?? -1)
+            }
+        }
+        // Let the carrying write reach the queue first (if it does not, rowsSeen is 0 and the test fails).
+        try await Task.sleep(for: .milliseconds(200))
+        let enqueues = Task {
+            try await withThrowingTaskGroup(of: ActionID.self) { group in
+                for index in 0..<10 {
+                    group.addTask { try await production.enqueue("Greet", Greeting(name: "\(index)")) }
+                }
+                var ids: [ActionID] = []
+                for try await id in group { ids.append(id) }
+                return ids
+            }
+        }
+        try await expectEventually { store.enqueueGroup.withLock { $0.pending.count } == 10 }
+        release.signal()
+        let refused = await #expect(throws: Refused.self) { try await failing.value }
+        #expect(refused?.rowsSeen == 10)
+        let ids = try await enqueues.value
+        #expect(Set(ids).count == 10)
+        #expect(try await production.list().count == 10)
     }
 }

@@ -130,20 +130,10 @@ extension SQLiteStore {
         }
         if group.isEmpty { return }
         defer { writer.queue.async { self.flushEnqueues() } }
-        var results = [Result<Int64, any Error>](repeating: .failure(CancellationError()), count: group.count)
+        var results: [Result<Int64, any Error>] = []
         do {
             try writer.transactionOnQueue { connection in
-                let now = Clock.milliseconds()
-                for (index, item) in group.enumerated() {
-                    do {
-                        results[index] = .success(try SQLiteStore.insert(item.action, now: now, on: connection))
-                    } catch {
-                        // A constraint failure backs out only its own statement; an I/O or
-                        // full-disk error rolls the whole transaction back and fails everyone.
-                        guard connection.isInTransaction else { throw error }
-                        results[index] = .failure(error)
-                    }
-                }
+                results = try SQLiteStore.insert(group, on: connection)
             }
         } catch {
             for item in group { item.continuation.resume(throwing: error) }
@@ -151,5 +141,67 @@ extension SQLiteStore {
         }
         for (item, result) in zip(group, results) { item.continuation.resume(with: result) }
         doorbell.ring()
+    }
+
+    /// Inserts a group's actions inside the caller's transaction, one result per action.
+    private static func insert(_ group: [PendingEnqueue], on connection: Connection) throws -> [Result<Int64, any Error>]
+    {
+        let now = Clock.milliseconds()
+        var results: [Result<Int64, any Error>] = []
+        results.reserveCapacity(group.count)
+        for item in group {
+            do {
+                results.append(.success(try SQLiteStore.insert(item.action, now: now, on: connection)))
+            } catch {
+                // A constraint failure backs out only its own statement; an I/O or full-disk error
+                // rolls the whole transaction back and fails everyone.
+                guard connection.isInTransaction else { throw error }
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+
+    /// Runs `body` in a write transaction that also carries the enqueues waiting for their group
+    /// commit, inserted first: one commit instead of two, and a claim in that transaction can
+    /// already lease what they inserted. Each waiting caller resumes only after this transaction
+    /// has committed. Should the transaction fail, the enqueues go back to the front of the queue
+    /// for their own group commit, so they never fail for `body`'s reasons.
+    func writeCarryingEnqueues<T: Sendable>(_ body: @escaping @Sendable (Connection) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            writer.queue.async {
+                let group = self.enqueueGroup.withLock { group -> [PendingEnqueue] in
+                    let taken = group.pending
+                    group.pending = []
+                    return taken
+                }
+                var results: [Result<Int64, any Error>] = []
+                do {
+                    let value = try self.writer.transactionOnQueue { connection -> T in
+                        if !group.isEmpty { results = try SQLiteStore.insert(group, on: connection) }
+                        return try body(connection)
+                    }
+                    if !group.isEmpty {
+                        for (item, result) in zip(group, results) { item.continuation.resume(with: result) }
+                        self.doorbell.ring()
+                    }
+                    continuation.resume(returning: value)
+                } catch {
+                    if !group.isEmpty { self.requeue(group) }
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// Puts enqueues back at the front of the pending list and makes sure a flush will run.
+    private func requeue(_ items: [PendingEnqueue]) {
+        let startFlush = enqueueGroup.withLock { group -> Bool in
+            group.pending.insert(contentsOf: items, at: 0)
+            if group.flushing { return false }
+            group.flushing = true
+            return true
+        }
+        if startFlush { writer.queue.async { self.flushEnqueues() } }
     }
 }

@@ -51,7 +51,7 @@ extension SQLiteStore {
     {
         guard limit > 0 else { return [] }
         let requested = Clock.milliseconds()
-        return try await writer.write { connection in
+        return try await writeCarryingEnqueues { connection in
             let now = Clock.milliseconds()
             // The lease runs from this transaction, not from the request: a claim that waited for
             // the write lock longer than the lease would otherwise lease actions already expired,
@@ -126,7 +126,7 @@ extension SQLiteStore {
 
     func complete(_ completions: [Completion]) async throws -> [CompletionStatus] {
         guard !completions.isEmpty else { return [] }
-        let statuses = try await writer.write { connection in
+        let statuses = try await writeCarryingEnqueues { connection in
             let now = Clock.milliseconds()
             return try completions.map { try SQLiteStore.apply($0, now: now, on: connection) }
         }
