@@ -144,8 +144,9 @@ extension SQLiteStore {
     }
 
     /// Inserts a group's actions inside the caller's transaction, one result per action.
-    private static func insert(_ group: [PendingEnqueue], on connection: Connection) throws -> [Result<Int64, any Error>]
-    {
+    private static func insert(_ group: [PendingEnqueue], on connection: Connection) throws -> [Result<
+        Int64, any Error
+    >] {
         let now = Clock.milliseconds()
         var results: [Result<Int64, any Error>] = []
         results.reserveCapacity(group.count)
