@@ -59,6 +59,7 @@ let package = Package(
             dependencies: [
                 "Echo",
                 "EchoSQLite",
+                "EchoMigrations",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],

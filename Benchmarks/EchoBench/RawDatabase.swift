@@ -1,3 +1,4 @@
+import EchoMigrations
 import EchoSQLite
 
 /// `SQLITE_TRANSIENT`: SQLite copies bound bytes before the bind call returns.
@@ -25,55 +26,20 @@ final class RawDatabase {
         try execute("PRAGMA journal_mode = WAL")
         try execute("PRAGMA synchronous = \(mode.rawValue)")
         try execute("PRAGMA foreign_keys = ON")
-        try execute(RawDatabase.schema)
+        var exists: OpaquePointer?
+        sqlite3_prepare_v2(handle, "SELECT 1 FROM sqlite_schema WHERE name = 'echo_actions'", -1, &exists, nil)
+        let hasSchema = sqlite3_step(exists) == SQLITE_ROW
+        sqlite3_finalize(exists)
+        if !hasSchema { try execute(RawDatabase.schema) }
     }
 
     deinit {
         sqlite3_close_v2(handle)
     }
 
-    /// Echo's tables and indexes as Migrations/V001Initial.swift creates them.
-    static let schema = """
-        CREATE TABLE IF NOT EXISTS echo_actions (
-            id              INTEGER PRIMARY KEY,
-            queue           TEXT    NOT NULL,
-            name            TEXT    NOT NULL,
-            payload         BLOB    NOT NULL,
-            metadata        TEXT,
-            priority        INTEGER NOT NULL DEFAULT 0,
-            state           INTEGER NOT NULL DEFAULT 0,
-            run_at          INTEGER NOT NULL,
-            attempt         INTEGER NOT NULL DEFAULT 0,
-            max_attempts    INTEGER,
-            timeout_ms      INTEGER,
-            idempotency_key TEXT    UNIQUE,
-            owner           TEXT,
-            revoked         INTEGER NOT NULL DEFAULT 0,
-            next_action     BLOB,
-            errors          TEXT,
-            last_error      TEXT,
-            created_at      INTEGER NOT NULL,
-            started_at      INTEGER,
-            finished_at     INTEGER
-        ) STRICT;
-        CREATE INDEX IF NOT EXISTS echo_actions_due ON echo_actions (queue, priority DESC, run_at, id)
-            WHERE state IN (0, 1);
-        CREATE INDEX IF NOT EXISTS echo_actions_leased ON echo_actions (run_at) WHERE state = 1;
-        CREATE INDEX IF NOT EXISTS echo_actions_finished ON echo_actions (state, finished_at) WHERE state >= 2;
-        CREATE TABLE IF NOT EXISTS echo_karma (
-            action_id   INTEGER PRIMARY KEY,
-            queue       TEXT    NOT NULL,
-            name        TEXT    NOT NULL,
-            outcome     INTEGER NOT NULL,
-            result      BLOB,
-            attempts    INTEGER NOT NULL,
-            errors      TEXT,
-            enqueued_at INTEGER NOT NULL,
-            started_at  INTEGER,
-            finished_at INTEGER NOT NULL
-        ) STRICT;
-        CREATE INDEX IF NOT EXISTS echo_karma_finished ON echo_karma (finished_at);
-        """
+    /// Echo's tables and indexes, from the same migration Echo applies (Migrations/V001Initial.swift),
+    /// so that both sides of every ratio do their row work on an identical schema.
+    static var schema: String { SchemaMigration.all[0].sql }
 
     var message: String { String(cString: sqlite3_errmsg(handle)) }
 
