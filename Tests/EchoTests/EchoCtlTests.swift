@@ -1,4 +1,5 @@
 import Echo
+import EchoMigrations
 import Foundation
 import Testing
 
@@ -120,6 +121,19 @@ private func json(_ text: String) throws -> Any {
         #expect(refused.code == 1)
         #expect(refused.error.contains("not an SQLite database"))
         #expect(FileManager.default.contents(atPath: foreign) == bytes)
+
+        // A database of an older Echo is refused, not upgraded under the application using it.
+        let older = directory.path("older.sqlite")
+        try SQLiteFile.with(older) { raw in
+            try raw.execute(SchemaMigration.all[0].sql)
+            try raw.execute("PRAGMA user_version = 1")
+            try raw.execute("PRAGMA application_id = \(0x4543_484F)")
+        }
+        let olderBytes = try Data(contentsOf: URL(fileURLWithPath: older))
+        let refusedOlder = try await echoctl(["stats", "--db", older], in: dir)
+        #expect(refusedOlder.code == 1)
+        #expect(refusedOlder.error.contains("olderSchema"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: older)) == olderBytes)
 
         let absent = directory.path("absent.sqlite")
         let missing = try await echoctl(["stats", "--db", absent], in: dir)
