@@ -220,30 +220,43 @@ struct Show: AsyncParsableCommand {
     }
 }
 
-struct Retry: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Retry a dead or cancelled action, or every dead letter.")
-    @OptionGroup var options: DatabaseOptions
+/// An action id, or `--dead` for every dead letter (of `--queue`): what `retry` and `delete` act on.
+struct DeadLetterSelection: ParsableArguments {
     @Argument(help: "The action's id.") var id: Int64?
-    @Flag(help: "Retry every dead letter.") var dead = false
+    @Flag(help: "Every dead letter instead of one action.") var dead = false
     @Option(help: "With --dead: only this queue.") var queue: String?
 
     func validate() throws {
         if (id == nil) == !dead { throw ValidationError("give an id or --dead") }
     }
 
-    func run() async throws {
+    /// Runs `one` for an id (failing with `refusal` when it returns false), else `all`; prints the count.
+    func apply(
+        _ options: DatabaseOptions, verb: String, refusal: String,
+        one: (Production, ActionID) async throws -> Bool, all: (Production, String?) async throws -> Int
+    ) async throws {
         let production = try await options.open()
         let count: Int
         if let id {
-            guard try await production.retry(ActionID(id)) else {
-                throw Failure("action \(id) is not dead or cancelled")
-            }
+            guard try await one(production, ActionID(id)) else { throw Failure("action \(id) \(refusal)") }
             count = 1
         } else {
-            count = try await production.retryDeadLetters(queue: queue)
+            count = try await all(production, queue)
         }
-        if options.json { return try printJSON(["retried": count]) }
-        print("retried \(count) action(s)")
+        if options.json { return try printJSON([verb: count]) }
+        print("\(verb) \(count) action(s)")
+    }
+}
+
+struct Retry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Retry a dead or cancelled action, or every dead letter.")
+    @OptionGroup var options: DatabaseOptions
+    @OptionGroup var selection: DeadLetterSelection
+
+    func run() async throws {
+        try await selection.apply(
+            options, verb: "retried", refusal: "is not dead or cancelled",
+            one: { try await $0.retry($1) }, all: { try await $0.retryDeadLetters(queue: $1) })
     }
 }
 
@@ -265,27 +278,12 @@ struct Cancel: AsyncParsableCommand {
 struct Delete: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Delete an action, or every dead letter.")
     @OptionGroup var options: DatabaseOptions
-    @Argument(help: "The action's id.") var id: Int64?
-    @Flag(help: "Delete every dead letter.") var dead = false
-    @Option(help: "With --dead: only this queue.") var queue: String?
-
-    func validate() throws {
-        if (id == nil) == !dead { throw ValidationError("give an id or --dead") }
-    }
+    @OptionGroup var selection: DeadLetterSelection
 
     func run() async throws {
-        let production = try await options.open()
-        let count: Int
-        if let id {
-            guard try await production.delete(ActionID(id)) else {
-                throw Failure("action \(id) does not exist or is leased")
-            }
-            count = 1
-        } else {
-            count = try await production.deleteDeadLetters(queue: queue)
-        }
-        if options.json { return try printJSON(["deleted": count]) }
-        print("deleted \(count) action(s)")
+        try await selection.apply(
+            options, verb: "deleted", refusal: "does not exist or is leased",
+            one: { try await $0.delete($1) }, all: { try await $0.deleteDeadLetters(queue: $1) })
     }
 }
 
