@@ -16,6 +16,9 @@ final class Doorbell: Sendable {
     /// The number of rings so far; pass it to ``wait(after:timeout:)``.
     var generation: UInt64 { state.withLock { $0.generation } }
 
+    /// Ids recorded as cancelled or not yet registered: zero whenever no wait is in progress.
+    var outstandingIDs: Int { state.withLock { $0.cancelled.count + $0.unregistered.count } }
+
     func ring() {
         let waiters = state.withLock { state in
             state.generation &+= 1
@@ -52,7 +55,10 @@ final class Doorbell: Sendable {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { state in
                     state.unregistered.remove(id)
-                    if state.generation != generation || state.cancelled.remove(id) != nil { return true }
+                    // Always take the id out of `cancelled`: a cancellation recorded before a ring
+                    // would otherwise stay there for ever.
+                    let wasCancelled = state.cancelled.remove(id) != nil
+                    if state.generation != generation || wasCancelled { return true }
                     state.waiters[id] = continuation
                     return false
                 }

@@ -195,14 +195,21 @@ extension SQLiteStore {
         }
     }
 
-    /// Puts enqueues back at the front of the pending list and makes sure a flush will run.
+    /// Puts enqueues back at the front of the pending list and makes sure a flush will run; once
+    /// ``close()`` was called, fails them instead, as it failed every other waiting enqueue.
     private func requeue(_ items: [PendingEnqueue]) {
-        let startFlush = enqueueGroup.withLock { group -> Bool in
+        let startFlush = enqueueGroup.withLock { group -> Bool? in
+            if group.closed { return nil }
             group.pending.insert(contentsOf: items, at: 0)
             if group.flushing { return false }
             group.flushing = true
             return true
         }
-        if startFlush { writer.queue.async { self.flushEnqueues() } }
+        switch startFlush {
+        case nil:
+            for item in items { item.continuation.resume(throwing: ActionError(.closed, "the production was closed")) }
+        case true?: writer.queue.async { self.flushEnqueues() }
+        case false?: break
+        }
     }
 }
