@@ -247,7 +247,12 @@ extension Production {
     /// - Returns: How many actions were deleted.
     @discardableResult
     public func prune(olderThan age: Duration) async throws -> Int {
-        try await prune(finishedBefore: Clock.milliseconds() - Clock.milliseconds(age))
+        try await prune(olderThan: age, while: { true })
+    }
+
+    /// ``prune(olderThan:)`` that stops between chunks once `proceed` returns `false`.
+    func prune(olderThan age: Duration, while proceed: () -> Bool) async throws -> Int {
+        try await prune(finishedBefore: Clock.milliseconds() - Clock.milliseconds(age), while: proceed)
     }
 
     /// Deletes done and cancelled actions, and their Karma, except the `count` that finished last.
@@ -257,8 +262,13 @@ extension Production {
     /// - Throws: ``ActionError/Code/invalidArgument`` for a negative count.
     @discardableResult
     public func prune(keepingNewest count: Int) async throws -> Int {
+        try await prune(keepingNewest: count, while: { true })
+    }
+
+    /// ``prune(keepingNewest:)`` that stops between chunks once `proceed` returns `false`.
+    func prune(keepingNewest count: Int, while proceed: () -> Bool) async throws -> Int {
         guard count >= 0 else { throw ActionError(.invalidArgument, "cannot keep a negative number of actions") }
-        if count == 0 { return try await prune(finishedBefore: Int64.max) }
+        if count == 0 { return try await prune(finishedBefore: Int64.max, while: proceed) }
         let cutoff = try await store.reader.read { connection -> Int64? in
             let statement = try connection.statement(
                 """
@@ -273,13 +283,13 @@ extension Production {
         }
         // Everything that finished before the count-th newest goes; ties with it are kept.
         guard let cutoff else { return 0 }
-        return try await prune(finishedBefore: cutoff)
+        return try await prune(finishedBefore: cutoff, while: proceed)
     }
 
     /// Rows deleted per transaction by a prune.
     static let pruneChunk = 5_000
 
-    private func prune(finishedBefore cutoff: Int64) async throws -> Int {
+    private func prune(finishedBefore cutoff: Int64, while proceed: () -> Bool) async throws -> Int {
         var total = 0
         while true {
             let (actions, karma) = try await store.writer.write { connection in
@@ -304,6 +314,7 @@ extension Production {
             }
             total += actions
             if actions < Production.pruneChunk && karma < Production.pruneChunk { return total }
+            if !proceed() { return total }
         }
     }
 

@@ -170,4 +170,18 @@ import Testing
         #expect(Set(ids).count == 10)
         #expect(try await production.list().count == 10)
     }
+
+    @Test func aPruneStopsBetweenChunksWhenAskedTo() async throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path()
+        let production = try await Production.open(path: path)
+        _ = try await production.enqueue((0..<12_000).map { try NewAction("Done", Greeting(name: "\($0)")) })
+        try SQLiteFile(path: path).execute("UPDATE echo_actions SET state = 2, finished_at = 1000 + id")
+        // Asked to stop after the first chunk (as a Sequencer's retention does once shutdown begins).
+        let pruned = try await production.prune(olderThan: .seconds(60), while: { false })
+        #expect(pruned == Production.pruneChunk)
+        #expect(try await production.list(limit: 20_000).count == 12_000 - Production.pruneChunk)
+        // Without the stop, the rest goes.
+        #expect(try await production.prune(olderThan: .seconds(60)) == 12_000 - Production.pruneChunk)
+    }
 }

@@ -182,8 +182,14 @@ extension Sequencer {
             if state.withLock({ $0.finished }) || Task.isCancelled { return }
             do {
                 var pruned = 0
-                if let age = retention.maximumAge { pruned += try await production.prune(olderThan: age) }
-                if let count = retention.maximumCount { pruned += try await production.prune(keepingNewest: count) }
+                // A long prune stops between chunks when shutdown begins; the next run goes on.
+                let proceed = { !self.isStopping }
+                if let age = retention.maximumAge {
+                    pruned += try await production.prune(olderThan: age, while: proceed)
+                }
+                if let count = retention.maximumCount {
+                    pruned += try await production.prune(keepingNewest: count, while: proceed)
+                }
                 if pruned > 0 { logger.debug("pruned finished actions", metadata: ["count": "\(pruned)"]) }
             } catch {
                 logger.error("pruning finished actions failed", metadata: ["error": "\(error)"])
