@@ -293,24 +293,25 @@ extension Production {
         var total = 0
         while true {
             let (actions, karma) = try await store.writer.write { connection in
-                let karma = try connection.statement(
+                // One chunk of each table, finished rows only (Karma outcome = the action's state).
+                func deleteChunk(_ sql: String) throws -> Int {
+                    let statement = try connection.statement(sql)
+                    statement.bind(1, cutoff)
+                    statement.bind(2, Production.pruneChunk)
+                    try statement.run()
+                    return connection.changes
+                }
+                let karma = try deleteChunk(
                     """
                     DELETE FROM echo_karma WHERE action_id IN (
                         SELECT action_id FROM echo_karma WHERE outcome IN (2, 4) AND finished_at < ?1 LIMIT ?2)
                     """)
-                karma.bind(1, cutoff)
-                karma.bind(2, Production.pruneChunk)
-                try karma.run()
-                let karmaDeleted = connection.changes
-                let statement = try connection.statement(
+                let actions = try deleteChunk(
                     """
                     DELETE FROM echo_actions WHERE id IN (
                         SELECT id FROM echo_actions WHERE state IN (2, 4) AND finished_at < ?1 LIMIT ?2)
                     """)
-                statement.bind(1, cutoff)
-                statement.bind(2, Production.pruneChunk)
-                try statement.run()
-                return (connection.changes, karmaDeleted)
+                return (actions, karma)
             }
             total += actions
             if actions < Production.pruneChunk && karma < Production.pruneChunk { return total }

@@ -23,11 +23,13 @@ extension Sequencer {
         let policy = plan.policy(for: claimed.name)
         let maxAttempts = claimed.maxAttempts ?? policy.maxAttempts ?? production.configuration.defaultMaxAttempts
         let backoff = policy.backoff ?? configuration.backoff
-        let metadata: Logger.Metadata = [
-            "action": "\(claimed.lease.id)", "name": "\(claimed.name)", "attempt": "\(claimed.lease.attempt)",
-        ]
+        // Built only when a message is logged: swift-log takes metadata as an autoclosure, and most
+        // attempts log nothing.
+        func metadata() -> Logger.Metadata {
+            ["action": "\(claimed.lease.id)", "name": "\(claimed.name)", "attempt": "\(claimed.lease.attempt)"]
+        }
         if claimed.isRevoked {
-            logger.info("action cancelled: its license was revoked", metadata: metadata)
+            logger.info("action cancelled: its license was revoked", metadata: metadata())
             metrics.cancelled(queue: claimed.queue, name: claimed.name.name)
             return .cancelled(error: "license: the license was revoked before the action ran")
         }
@@ -36,7 +38,7 @@ extension Sequencer {
             // such an action itself only when the row sets the limit; a limit from the Plan's
             // policy or the production's default is known here.
             metrics.deadLettered(queue: claimed.queue, name: claimed.name.name)
-            logger.warning("action dead-lettered: the lease of its last attempt expired", metadata: metadata)
+            logger.warning("action dead-lettered: the lease of its last attempt expired", metadata: metadata())
             return .dead(error: "the lease of the last attempt expired")
         }
         if isStopping {
@@ -94,7 +96,7 @@ extension Sequencer {
                 } catch {
                     logger.error(
                         "the stored next action does not decode; it is dropped from the chain",
-                        metadata: metadata.merging(["error": "\(error)"]) { a, _ in a })
+                        metadata: metadata().merging(["error": "\(error)"]) { a, _ in a })
                 }
             }
             // The fallback is recorded only if an effect throws or a chained action cannot be
@@ -105,11 +107,11 @@ extension Sequencer {
                 : .retry(runAt: finished + Clock.milliseconds(backoff.delay(afterAttempt: claimed.lease.attempt)))
             return .succeeded(result: output, next: next, effects: handover.effects, fallback: fallback)
         } catch let snooze as Snooze {
-            logger.debug("action snoozed", metadata: metadata)
+            logger.debug("action snoozed", metadata: metadata())
             return .snooze(runAt: Clock.milliseconds() + max(0, Clock.milliseconds(snooze.delay)))
         } catch {
             return failure(
-                error, claimed: claimed, maxAttempts: maxAttempts, backoff: backoff, metadata: metadata)
+                error, claimed: claimed, maxAttempts: maxAttempts, backoff: backoff, metadata: metadata())
         }
     }
 

@@ -211,21 +211,17 @@ extension Sequencer {
             let generation = stopBell.generation
             if state.withLock({ $0.finished }) || Task.isCancelled { return }
             await stopBell.wait(after: generation, timeout: heartbeatInterval)
-            await heartbeatIfDue()
+            await heartbeat()
             await production.recordQueueDepth()
         }
     }
 
-    private func heartbeatIfDue() async {
+    private func heartbeat() async {
         let now = Clock.milliseconds()
-        let interval = Clock.milliseconds(heartbeatInterval)
         let leases = state.withLock { state -> [Lease] in
             state.held.values.map(\.lease)
         }
         guard !leases.isEmpty else { return }
-        // The loop wakes once per interval; allow for its jitter so no beat is skipped.
-        guard now - lastHeartbeat.value >= interval / 2 else { return }
-        lastHeartbeat.set(now)
         let report: HeartbeatReport
         do {
             report = try await production.store.heartbeat(

@@ -117,8 +117,6 @@ public final class Sequencer: Service, Sendable {
     let outcomeBell = Doorbell()
     /// Rung when the Sequencer has finished draining.
     let stopBell = Doorbell()
-    /// When leases were last extended, in milliseconds since 1970.
-    let lastHeartbeat = Signal<Int64>(0)
 
     /// Creates a Sequencer.
     ///
