@@ -174,47 +174,20 @@ struct ChildError: Error, CustomStringConvertible {
 
 /// A plain SQLite connection for checking a database after a crash, independent of Echo's code.
 final class CrashDatabase {
-    let handle: OpaquePointer
+    let file: SQLiteFile
 
+    /// Opens an existing file (never creates one), waiting up to 30 s for locks that killed or
+    /// still-running workers hold.
     init(path: String, readOnly: Bool = false) throws {
-        var db: OpaquePointer?
-        let flags = readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
-        guard rc == SQLITE_OK, let db else {
-            if let db { sqlite3_close_v2(db) }
-            throw ChildError(message: "cannot open \(path): \(rc)")
-        }
-        handle = db
-        sqlite3_busy_timeout(db, 30_000)
+        file = try SQLiteFile(path: path, readOnly: readOnly, create: false)
+        sqlite3_busy_timeout(file.handle, 30_000)
     }
-
-    deinit { sqlite3_close_v2(handle) }
 
     /// Every row of `sql`, each column as text (NULL as nil).
-    func rows(_ sql: String) throws -> [[String?]] {
-        var statement: OpaquePointer?
-        guard sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK, let statement else {
-            throw ChildError(message: "\(String(cString: sqlite3_errmsg(handle))) in \(sql)")
-        }
-        defer { sqlite3_finalize(statement) }
-        var rows: [[String?]] = []
-        while true {
-            let rc = sqlite3_step(statement)
-            if rc == SQLITE_DONE { break }
-            guard rc == SQLITE_ROW else {
-                throw ChildError(message: "\(String(cString: sqlite3_errmsg(handle))) in \(sql)")
-            }
-            rows.append(
-                (0..<sqlite3_column_count(statement)).map { column in
-                    sqlite3_column_text(statement, column).map { String(cString: $0) }
-                })
-        }
-        return rows
-    }
+    func rows(_ sql: String) throws -> [[String?]] { try file.rows(sql) }
 
-    func int(_ sql: String) throws -> Int64 {
-        Int64(try rows(sql).first?.first??.description ?? "0") ?? 0
-    }
+    /// The first column of the first row as an integer; 0 when there is none.
+    func int(_ sql: String) throws -> Int64 { try file.int(sql) ?? 0 }
 
     /// Pairs of integers from a two-column query.
     func pairs(_ sql: String) throws -> [(Int64, Int64)] {
